@@ -1,0 +1,117 @@
+"""Find and load WordNet 3.0 for nltk, offline.
+
+WordNet is found through one setting, in this order:
+
+1. the environment variable ``IMAGENET21KP_NLTK_DATA`` (an nltk data directory, i.e. the folder
+   that holds ``corpora/wordnet``);
+2. the ``[hierarchy] nltk_data`` key of the active ``luigi.cfg``;
+3. the project's data location, ``<checkout>/data/nltk_data`` (what ``make env`` fills);
+4. nltk's own default search path.
+
+When none of them holds WordNet, :func:`load_wordnet` raises :class:`WordNetMissing` with the
+command that fixes it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+ENV_VAR = "IMAGENET21KP_NLTK_DATA"
+CONFIG_SECTION, CONFIG_KEY = "hierarchy", "nltk_data"
+DEFAULT_NLTK_DATA = Path(__file__).resolve().parents[1] / "data" / "nltk_data"
+WNID_RE = re.compile(r"^n\d{8}$")
+
+
+class WordNetMissing(RuntimeError):
+    """WordNet 3.0 is not installed where the project looks for it."""
+
+
+def configured_nltk_data() -> Path | None:
+    """The nltk data directory named by the env var or luigi.cfg, if any."""
+    value = os.environ.get(ENV_VAR)
+    if not value:
+        try:
+            import luigi.configuration
+
+            value = luigi.configuration.get_config().get(CONFIG_SECTION, CONFIG_KEY, None)
+        except Exception:  # luigi absent or config unreadable: fall through to the default
+            value = None
+    return Path(value).expanduser() if value else None
+
+
+def candidate_dirs() -> list[Path]:
+    """nltk data directories searched for ``corpora/wordnet``, most specific first."""
+    configured = configured_nltk_data()
+    return [configured] if configured else [DEFAULT_NLTK_DATA]
+
+
+@functools.lru_cache(maxsize=None)
+def load_wordnet():
+    """Return an nltk ``WordNetCorpusReader`` for WordNet 3.0 (loaded once per process)."""
+    import nltk
+
+    searched = []
+    for base in candidate_dirs():
+        root = base / "corpora" / "wordnet"
+        searched.append(str(root))
+        if (root / "data.noun").is_file() and (root / "lexnames").is_file():
+            if str(base) not in nltk.data.path:  # nltk >= 3.10 refuses paths not listed here
+                nltk.data.path.insert(0, str(base))
+            return _reader(nltk.data.find("corpora/wordnet"))
+    if configured_nltk_data() is None:
+        try:  # nltk's own default locations (e.g. after nltk.download('wordnet'))
+            root = nltk.data.find("corpora/wordnet")
+            return _reader(root)
+        except LookupError:
+            searched.append("nltk default paths")
+    raise WordNetMissing(
+        "WordNet 3.0 for nltk was not found (looked in: " + ", ".join(searched) + "). "
+        "Fix: run `make env` (or `python -m hierarchy.install_wordnet`), or point "
+        f"${ENV_VAR} / luigi.cfg [{CONFIG_SECTION}] {CONFIG_KEY} at an nltk data directory "
+        "holding corpora/wordnet."
+    )
+
+
+def synset_of(wnid: str):
+    """The WordNet noun synset for an ImageNet id such as ``n01440764``.
+
+    Raises ``KeyError`` for an id that is malformed or not a WordNet 3.0 noun.
+    """
+    if not WNID_RE.match(wnid):
+        raise KeyError(f"{wnid!r} is not a WordNet noun id (expected n + 8 digits)")
+    wn = load_wordnet()
+    try:
+        return wn.synset_from_pos_and_offset("n", int(wnid[1:]))
+    except Exception as exc:  # nltk raises WordNetError / ValueError for unknown offsets
+        raise KeyError(f"{wnid} is not in WordNet 3.0") from exc
+
+
+def wnid_of(synset) -> str:
+    """ImageNet id of a noun synset."""
+    return f"n{synset.offset():08d}"
+
+
+def lemma_name(wnid: str) -> str:
+    """First lemma of the synset (spaces as underscores), e.g. ``n01440764`` -> ``tench``."""
+    return synset_of(wnid).lemmas()[0].name().replace(" ", "_")
+
+
+def is_known_wnid(wnid: str) -> bool:
+    """True when ``wnid`` names a WordNet 3.0 noun synset."""
+    try:
+        synset_of(wnid)
+        return True
+    except KeyError:
+        return False
+
+
+def _reader(root):
+    import warnings
+
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    with warnings.catch_warnings():  # "multilingual functions are not available": we need none
+        warnings.simplefilter("ignore", UserWarning)
+        return WordNetCorpusReader(root, None)

@@ -1,0 +1,30 @@
+"""``python -m pipeline --version``: versions of the tool and of the libraries on its hot path."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="ImageNet-21K-P dataset build. Run it with Luigi: "
+                    "luigi --module pipeline BuildImageNet21KP --archive A --output-dir O [--local-scheduler]")
+    parser.add_argument("--version", action="store_true", help="print versions and the active PIL build")
+    args = parser.parse_args(argv)
+    if not args.version:
+        parser.print_help()
+        return 0
+    import luigi
+
+    import pipeline
+    from pipeline.pil_build import describe_pil_build
+
+    print(f"imagenet21kp pipeline {pipeline.__version__}")
+    print(describe_pil_build())
+    print(f"luigi {luigi.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Stage 6–7 — tables, ``_info.json``, ``stats.json`` and the dataset card.
+
+Pure functions: they take the plan, the tree, the class counts, the rejects and the shard
+summaries, and return Arrow tables and dicts; the Luigi tasks only write them.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.index import REJECT_SCHEMA
+from pipeline.plan import SPLITS
+from pipeline.shards import shard_name
+
+TABLE_FILES = ("labels.parquet", "classes.parquet", "rejects.parquet", "class_counts.parquet")
+DATASET_NAME = "imagenet21kp"
+
+
+def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects: pa.Table,
+                 group_summaries: list[dict]) -> tuple[dict[str, pa.Table], dict]:
+    """Output tables and the accounting of every archive entry."""
+    from hierarchy import SemanticTree
+
+    tree = SemanticTree.load(tree_path)
+    decode_rejects = [r for g in group_summaries for s in g["shards"] for r in s["rejects"]]
+    rejected_keys = {r["key"] for r in decode_rejects}
+    written = plan.filter(pc.invert(pc.is_in(plan.column("key"), value_set=pa.array(sorted(rejected_keys), pa.string()))))
+    class_index = written.column("class_index").to_pylist()
+    labels = pa.table({
+        "key": written.column("key"),
+        "split": written.column("split"),
+        "shard": written.column("shard"),
+        "class_index": written.column("class_index"),
+        "wnid": written.column("wnid"),
+        "level": pa.array([tree.level_of[c] for c in class_index], pa.int64()),
+        "semantic_chain": pa.array([tree.chain(c) for c in class_index], pa.list_(pa.int64())),
+    })
+    n_split = {s: Counter() for s in SPLITS}
+    for split, c in zip(written.column("split").to_pylist(), class_index):
+        n_split[split][c] += 1
+    classes = pa.table({
+        "class_index": pa.array(range(tree.num_classes), pa.int64()),
+        "wnid": pa.array(tree.class_list, pa.string()),
+        "name": pa.array([tree.name(i) for i in range(tree.num_classes)], pa.string()),
+        "level": pa.array(tree.level_of, pa.int64()),
+        "parent": pa.array(tree.parent_of, pa.int64()),
+        "n_train": pa.array([n_split["train"][i] for i in range(tree.num_classes)], pa.int64()),
+        "n_val": pa.array([n_split["validation"][i] for i in range(tree.num_classes)], pa.int64()),
+    })
+    all_rejects = pa.concat_tables([rejects.cast(REJECT_SCHEMA),
+                                    pa.Table.from_pylist(decode_rejects, schema=REJECT_SCHEMA)])
+    all_rejects = all_rejects.sort_by([("stage", "ascending"), ("wnid", "ascending"), ("member", "ascending"),
+                                       ("reason", "ascending")])
+    shard_lengths = {}
+    for g in group_summaries:
+        for s in g["shards"]:
+            shard_lengths[s["name"]] = s["num_samples"]
+    accounting = {
+        "shard_lengths": dict(sorted(shard_lengths.items())),
+        "in_shards": labels.num_rows,
+        "rejected": all_rejects.num_rows,
+        "in_dropped_classes": sum(r["n_images"] for r in class_counts.to_pylist() if not r["kept"]),
+    }
+    return ({"labels.parquet": labels, "classes.parquet": classes, "rejects.parquet": all_rejects,
+             "class_counts.parquet": class_counts}, accounting)
+
+
+def timm_info(shard_lengths: dict[str, int]) -> dict:
+    """``_info.json`` in the format of timm's WebDataset reader (``reader_wds.py``)."""
+    splits = {}
+    for split in SPLITS:
+        names = sorted(n for n in shard_lengths if n.startswith(f"{split}/"))
+        splits[split] = {"name": split, "num_samples": sum(shard_lengths[n] for n in names),
+                         "filenames": names, "shard_lengths": [shard_lengths[n] for n in names]}
+    return {"name": DATASET_NAME, "splits": splits}
+
+
+def build_stats(classes: pa.Table, class_counts: pa.Table, rejects: pa.Table, accounting: dict,
+                tree_summary: dict, params: dict) -> dict:
+    """``stats.json``: counts, classes per level, rejects by reason, the accounting, parameters."""
+    entries = accounting["index_entries"]
+    accounted = accounting["in_shards"] + accounting["rejected"] + accounting["in_dropped_classes"]
+    dropped = Counter(r["drop_reason"] for r in class_counts.to_pylist() if not r["kept"])
+    n_train = sum(classes.column("n_train").to_pylist())
+    n_val = sum(classes.column("n_val").to_pylist())
+    return {
+        "num_classes": classes.num_rows,
+        "samples": {"train": n_train, "validation": n_val},
+        "shards": {s: sum(1 for n in accounting["shard_lengths"] if n.startswith(f"{s}/")) for s in SPLITS},
+        "classes_in_archive": class_counts.num_rows,
+        "dropped_classes": dict(sorted(dropped.items())),
+        "classes_per_level": tree_summary["level_counts"],
+        "softmax_levels": tree_summary["softmax_levels"],
+        "normalization_factors": tree_summary["normalization_factors"],
+        "rejects_by_reason": dict(sorted(Counter(rejects.column("reason").to_pylist()).items())),
+        "accounting": {
+            "archive_entries": entries,
+            "in_shards": accounting["in_shards"],
+            "rejected": accounting["rejected"],
+            "in_dropped_classes": accounting["in_dropped_classes"],
+            "balanced": entries == accounted,
+        },
+        "parameters": params,
+    }
+
+
+def dataset_card(stats: dict) -> str:
+    """The dataset's README.md."""
+    p = stats["parameters"]
+    levels = "\n".join(f"| {lvl} | {n} |" for lvl, n in enumerate(stats["classes_per_level"]))
+    rejects = "\n".join(f"| {r} | {n} |" for r, n in stats["rejects_by_reason"].items()) or "| (none) | 0 |"
+    acc = stats["accounting"]
+    params = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in sorted(p.items()))
+    return f"""# ImageNet-21K-P ({DATASET_NAME})
+
+Built by `luigi --module pipeline BuildImageNet21KP` (ImageNet-21K Pretraining for the Masses,
+Ridnik et al. 2021): classes with at least {p['min_images']} images, {p['val_per_class']} validation
+images per class (rule `{p['val_rule']}`), every image squish-resized to {p['image_size']}×{p['image_size']}
+(JPEG quality {p['jpeg_quality']}), WebDataset shards of {p['samples_per_shard']} samples.
+
+| | |
+|---|---|
+| classes | {stats['num_classes']} (of {stats['classes_in_archive']} in the archive) |
+| train samples | {stats['samples']['train']} in {stats['shards']['train']} shards |
+| validation samples | {stats['samples']['validation']} in {stats['shards']['validation']} shards |
+| dropped classes | {json.dumps(stats['dropped_classes'])} |
+
+## Accounting
+Every entry of the archive is in a shard, in `rejects.parquet` with a reason, or in a dropped
+class: {acc['archive_entries']} = {acc['in_shards']} + {acc['rejected']} + {acc['in_dropped_classes']}
+({'balanced' if acc['balanced'] else 'NOT BALANCED'}).
+
+## Classes per semantic level
+| level | classes |
+|---|---|
+{levels}
+
+## Rejects by reason
+| reason | count |
+|---|---|
+{rejects}
+
+## Files
+- `train/`, `validation/`: shards `imagenet21kp-SPLIT-NNNNNN.tar`; each sample is `KEY.jpg`,
+  `KEY.cls` (class index) and `KEY.json` (wnid, class index, semantic chain, original size).
+- `_info.json`: split sizes and shard lengths (timm's WebDataset reader format).
+- `labels.parquet`, `classes.parquet`, `class_counts.parquet`, `rejects.parquet`,
+  `semantic_tree.json`, `stats.json`.
+
+## Loading
+```python
+import timm.data
+ds = timm.data.create_dataset("wds/imagenet21kp", root="THIS_DIR", split="train")
+
+import webdataset as wds
+ds = wds.WebDataset("THIS_DIR/train/imagenet21kp-train-{{000000..{max(stats['shards']['train'] - 1, 0):06d}}}.tar").decode("pil")
+```
+Train with `python -m trainer --data THIS_DIR --output RUN_DIR --model tresnet_m`.
+
+## Parameters
+| parameter | value |
+|---|---|
+{params}
+"""

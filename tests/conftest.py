@@ -1,0 +1,27 @@
+"""Shared fixtures: the project's own synthetic ImageNet-21K-shaped archive and the dataset built from it."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """`../shared` (paper, reference is_a/words files, bench photos)."""
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def timm_info_dir() -> Path:
+    """timm's data/_info folder with the official ImageNet-21K-P class lists."""
+    import timm.data
+
+    return Path(timm.data.__file__).parent / "_info"
