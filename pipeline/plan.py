@@ -26,12 +26,11 @@ def plan_samples(index: pa.Table, class_list: list[str], val_per_class: int, val
         raise ValueError(f"val_rule must be one of {VAL_RULES}, not {val_rule!r}")
     if samples_per_shard < 1:
         raise ValueError("samples_per_shard must be >= 1")
-    class_of = {w: i for i, w in enumerate(class_list)}
-    kept = index.filter(pc.is_in(index.column("wnid"), value_set=pa.array(class_list, pa.string())))
+    classes = pa.array(class_list, pa.string())
+    kept = index.filter(pc.is_in(index.column("wnid"), value_set=classes))
     kept = kept.sort_by([("wnid", "ascending"), ("member", "ascending")])
-    wnids = kept.column("wnid").to_numpy(zero_copy_only=False)
     n = kept.num_rows
-    class_index = np.fromiter((class_of[w] for w in wnids), dtype=np.int64, count=n)
+    class_index = pc.index_in(kept.column("wnid"), value_set=classes).to_numpy(zero_copy_only=False).astype(np.int64)
 
     # position of each row inside its class, in the order the rule ranks them
     starts = np.flatnonzero(np.r_[True, class_index[1:] != class_index[:-1]]) if n else np.array([], int)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,27 +29,30 @@ def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects
     decode_rejects = [r for g in group_summaries for s in g["shards"] for r in s["rejects"]]
     rejected_keys = {r["key"] for r in decode_rejects}
     written = plan.filter(pc.invert(pc.is_in(plan.column("key"), value_set=pa.array(sorted(rejected_keys), pa.string()))))
-    class_index = written.column("class_index").to_pylist()
+    class_index = written.column("class_index").combine_chunks()
+    chains = pa.array([tree.chain(c) for c in range(tree.num_classes)], pa.list_(pa.int64()))
     labels = pa.table({
         "key": written.column("key"),
         "split": written.column("split"),
         "shard": written.column("shard"),
-        "class_index": written.column("class_index"),
+        "class_index": class_index,
         "wnid": written.column("wnid"),
-        "level": pa.array([tree.level_of[c] for c in class_index], pa.int64()),
-        "semantic_chain": pa.array([tree.chain(c) for c in class_index], pa.list_(pa.int64())),
+        "level": pc.take(pa.array(tree.level_of, pa.int64()), class_index),
+        "semantic_chain": pc.take(chains, class_index),
     })
-    n_split = {s: Counter() for s in SPLITS}
-    for split, c in zip(written.column("split").to_pylist(), class_index):
-        n_split[split][c] += 1
+    n_split = {}
+    for split in SPLITS:
+        in_split = pc.equal(written.column("split"), split).to_numpy(zero_copy_only=False)
+        ci = class_index.to_numpy(zero_copy_only=False)[in_split]
+        n_split[split] = np.bincount(ci, minlength=tree.num_classes).tolist()
     classes = pa.table({
         "class_index": pa.array(range(tree.num_classes), pa.int64()),
         "wnid": pa.array(tree.class_list, pa.string()),
         "name": pa.array([tree.name(i) for i in range(tree.num_classes)], pa.string()),
         "level": pa.array(tree.level_of, pa.int64()),
         "parent": pa.array(tree.parent_of, pa.int64()),
-        "n_train": pa.array([n_split["train"][i] for i in range(tree.num_classes)], pa.int64()),
-        "n_val": pa.array([n_split["validation"][i] for i in range(tree.num_classes)], pa.int64()),
+        "n_train": pa.array(n_split["train"], pa.int64()),
+        "n_val": pa.array(n_split["validation"], pa.int64()),
     })
     all_rejects = pa.concat_tables([rejects.cast(REJECT_SCHEMA),
                                     pa.Table.from_pylist(decode_rejects, schema=REJECT_SCHEMA)])
@@ -95,7 +99,8 @@ def build_stats(classes: pa.Table, class_counts: pa.Table, rejects: pa.Table, ac
         "classes_per_level": tree_summary["level_counts"],
         "softmax_levels": tree_summary["softmax_levels"],
         "normalization_factors": tree_summary["normalization_factors"],
-        "rejects_by_reason": dict(sorted(Counter(rejects.column("reason").to_pylist()).items())),
+        "rejects_by_reason": {r["values"]: r["counts"] for r in sorted(
+            pc.value_counts(rejects.column("reason")).to_pylist(), key=lambda r: r["values"])},
         "accounting": {
             "archive_entries": entries,
             "in_shards": accounting["in_shards"],

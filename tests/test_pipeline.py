@@ -1,0 +1,182 @@
+"""End to end: the demo archive (tar, tar.gz, tars-dir, folders-dir) through BuildImageNet21KP."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipeline import PipelineError, build_dataset
+from pipeline.demo import make_archive
+
+PARAMS = dict(min_images=31, val_per_class=5, samples_per_shard=64, shard_groups=3, index_chunks=2)
+
+
+def tree_files(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` except the work dir."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "_work" not in p.parts}
+
+
+def read_shard(path: Path) -> dict[str, dict[str, bytes]]:
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tf:
+        for m in tf:
+            key, ext = m.name.split(".", 1)
+            samples.setdefault(key, {})[ext] = tf.extractfile(m).read()
+    return samples
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    return make_archive(tmp_path_factory.mktemp("archive") / "demo.tar", format="tar", seed=0)
+
+
+@pytest.fixture(scope="session")
+def built(demo, tmp_path_factory) -> Path:
+    return build_dataset(demo.path, tmp_path_factory.mktemp("out") / "ds", **PARAMS)
+
+
+def test_kept_classes_and_exact_val_counts(demo, built):
+    classes = pq.read_table(built / "classes.parquet").to_pylist()
+    expected = sorted(w for w, keys in demo.classes.items() if len(keys) >= PARAMS["min_images"])
+    assert [c["wnid"] for c in classes] == expected
+    assert [c["class_index"] for c in classes] == list(range(len(expected)))
+    for c in classes:
+        assert c["n_val"] == PARAMS["val_per_class"]
+        assert c["n_train"] == len(demo.classes[c["wnid"]]) - PARAMS["val_per_class"]
+    counts = {r["wnid"]: r for r in pq.read_table(built / "class_counts.parquet").to_pylist()}
+    for wnid, keys in demo.classes.items():
+        assert counts[wnid]["kept"] == (len(keys) >= PARAMS["min_images"])
+        if not counts[wnid]["kept"]:
+            assert counts[wnid]["drop_reason"] == "too_few_images"
+
+
+def test_validation_holds_the_first_names_in_sorted_order(demo, built):
+    labels = pq.read_table(built / "labels.parquet").to_pylist()
+    val = {}
+    for r in labels:
+        if r["split"] == "validation":
+            val.setdefault(r["wnid"], []).append(r["key"])
+    for wnid, keys in val.items():
+        members = sorted(f"{k}.JPEG" for k in demo.classes[wnid])
+        assert sorted(f"{k}.JPEG" for k in keys) == members[: PARAMS["val_per_class"]]
+
+
+def test_every_image_is_accounted_for(demo, built):
+    stats = json.loads((built / "stats.json").read_text())
+    acc = stats["accounting"]
+    assert acc["balanced"]
+    assert acc["archive_entries"] == sum(len(k) for k in demo.classes.values())
+    dropped = sum(len(k) for k in demo.classes.values() if len(k) < PARAMS["min_images"])
+    assert acc["in_dropped_classes"] == dropped
+    assert acc["in_shards"] == stats["samples"]["train"] + stats["samples"]["validation"]
+
+
+def test_shards_hold_224_rgb_images_with_labels_of_their_source(demo, built):
+    info = json.loads((built / "_info.json").read_text())
+    classes = pq.read_table(built / "classes.parquet").to_pylist()
+    tree = json.loads((built / "semantic_tree.json").read_text())
+    index_of = {c["wnid"]: c["class_index"] for c in classes}
+    seen = set()
+    for split, spec in info["splits"].items():
+        assert len(spec["filenames"]) == len(spec["shard_lengths"])
+        for name, length in zip(spec["filenames"], spec["shard_lengths"]):
+            samples = read_shard(built / name)
+            assert len(samples) == length
+            for key, fields in samples.items():
+                assert sorted(fields) == ["cls", "jpg", "json"]
+                img = Image.open(io.BytesIO(fields["jpg"]))
+                img.load()
+                assert img.size == (224, 224) and img.mode == "RGB"
+                meta = json.loads(fields["json"])
+                wnid = key.split("_")[0]
+                assert meta["wnid"] == wnid and int(fields["cls"]) == index_of[wnid] == meta["class_index"]
+                assert meta["semantic_chain"] == tree["class_tree_list"][index_of[wnid]]
+                assert meta["width"] > 0 and meta["height"] > 0
+                seen.add(key)
+    assert len(seen) == info["splits"]["train"]["num_samples"] + info["splits"]["validation"]["num_samples"]
+    lengths = info["splits"]["train"]["shard_lengths"]
+    assert all(n == PARAMS["samples_per_shard"] for n in lengths[:-1]) and 0 < lengths[-1] <= PARAMS["samples_per_shard"]
+
+
+def test_train_shards_are_mixed_across_classes(built):
+    info = json.loads((built / "_info.json").read_text())
+    for name in info["splits"]["train"]["filenames"]:
+        wnids = Counter(k.split("_")[0] for k in read_shard(built / name))
+        assert len(wnids) >= 3, f"{name} holds {dict(wnids)}"
+    first_val = read_shard(built / info["splits"]["validation"]["filenames"][0])
+    keys = list(first_val)
+    assert keys == sorted(keys, key=lambda k: k.split("_")[0])  # validation in class order
+
+
+def test_rerun_is_a_noop_and_fresh_build_is_byte_identical(demo, built, tmp_path):
+    before = tree_files(built)
+    mtimes = {p: p.stat().st_mtime_ns for p in built.rglob("*") if p.is_file()}
+    build_dataset(demo.path, built, **PARAMS)
+    assert {p: p.stat().st_mtime_ns for p in built.rglob("*") if p.is_file()} == mtimes
+    again = build_dataset(demo.path, tmp_path / "again", **PARAMS)
+    assert tree_files(again) == before
+
+
+def test_timm_and_webdataset_read_the_dataset(built):
+    import timm.data
+    import webdataset as wds
+
+    info = json.loads((built / "_info.json").read_text())
+    classes = {c["wnid"]: c["class_index"] for c in pq.read_table(built / "classes.parquet").to_pylist()}
+    ds = timm.data.create_dataset("wds/imagenet21kp", root=str(built), split="validation", is_training=False)
+    items = list(ds)
+    assert len(items) == info["splits"]["validation"]["num_samples"]
+    assert all(img.size == (224, 224) for img, _ in items)
+    names = [str(built / n) for n in info["splits"]["train"]["filenames"]]
+    n = 0
+    for sample in wds.WebDataset(names, shardshuffle=False).decode("pil"):
+        assert int(sample["cls"]) == classes[sample["__key__"].split("_")[0]]
+        n += 1
+    assert n == info["splits"]["train"]["num_samples"]
+
+
+@pytest.mark.parametrize("layout", ["tar.gz", "tars-dir", "folders-dir"])
+def test_other_layouts_give_the_same_dataset(layout, built, tmp_path):
+    archive = make_archive(tmp_path / f"demo.{layout}", format=layout, seed=0)
+    out = build_dataset(archive.path, tmp_path / "ds", **PARAMS)
+    ref = tree_files(built)
+    got = tree_files(out)
+    for name in ref:
+        if name.endswith(".tar") or name in ("labels.parquet", "classes.parquet", "semantic_tree.json", "_info.json"):
+            assert got[name] == ref[name], name
+
+
+def test_changed_parameters_never_mix_with_old_outputs(demo, built):
+    with pytest.raises(PipelineError, match="image_size"):
+        build_dataset(demo.path, built, **dict(PARAMS, image_size=128))
+
+
+def test_truncated_archive_is_a_clear_error(demo, tmp_path):
+    data = Path(demo.path).read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(PipelineError, match=r"truncated .*byte \d+"):
+        build_dataset(cut, tmp_path / "ds", **PARAMS)
+
+
+def test_bad_members_are_rejected_with_reasons_and_nothing_escapes(tmp_path):
+    archive = make_archive(tmp_path / "bad" / "demo.tar", format="tar", seed=1, bad="all")
+    out = build_dataset(archive.path, tmp_path / "bad" / "ds", **PARAMS)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["accounting"]["balanced"]
+    reasons = set(stats["rejects_by_reason"])
+    for expected in ("unsafe_member_name", "not_a_class_container", "empty_class"):
+        assert expected in reasons, (expected, reasons)
+    assert stats["dropped_classes"].get("not_in_wordnet", 0) >= 1
+    decode = {r["reason"] for r in pq.read_table(out / "rejects.parquet").to_pylist() if r["stage"] == "decode"}
+    assert decode, "corrupt/truncated/zero-byte images must be rejected at decode"
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and "bad" not in p.parts]
+    assert outside == []
