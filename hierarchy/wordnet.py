@@ -81,11 +81,18 @@ def synset_of(wnid: str):
     """
     if not WNID_RE.match(wnid):
         raise KeyError(f"{wnid!r} is not a WordNet noun id (expected n + 8 digits)")
+    import warnings
+
     wn = load_wordnet()
     try:
-        return wn.synset_from_pos_and_offset("n", int(wnid[1:]))
-    except Exception as exc:  # nltk raises WordNetError / ValueError for unknown offsets
+        with warnings.catch_warnings():  # nltk warns (and returns None) for an unknown offset
+            warnings.simplefilter("ignore", UserWarning)
+            synset = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
+    except Exception as exc:  # older nltk raises WordNetError / ValueError instead
         raise KeyError(f"{wnid} is not in WordNet 3.0") from exc
+    if synset is None or synset.offset() != int(wnid[1:]):
+        raise KeyError(f"{wnid} is not in WordNet 3.0")
+    return synset
 
 
 def wnid_of(synset) -> str:
