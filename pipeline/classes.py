@@ -14,7 +14,7 @@ CLASS_COUNTS_SCHEMA = pa.schema([
     ("wnid", pa.string()),
     ("n_images", pa.int64()),
     ("kept", pa.bool_()),
-    ("drop_reason", pa.string()),  # null when kept; too_few_images | not_in_wordnet
+    ("drop_reason", pa.string()),  # null when kept; not_in_wordnet | too_few_images
 ])
 
 
@@ -48,10 +48,10 @@ def count_and_filter(index: pa.Table, min_images: int, is_placeable: Callable[[s
     rows = []
     for wnid in sorted(n_by_wnid):
         n = n_by_wnid[wnid]
-        if n < min_images:
-            reason = "too_few_images"
-        elif not is_placeable(wnid):
+        if not is_placeable(wnid):
             reason = "not_in_wordnet"
+        elif n < min_images:
+            reason = "too_few_images"
         else:
             reason = None
         rows.append(dict(wnid=wnid, n_images=n, kept=reason is None, drop_reason=reason))

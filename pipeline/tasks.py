@@ -387,6 +387,10 @@ class BuildImageNet21KP(DatasetTask):
     def requires(self):
         return self.clone(WriteTables)
 
+    def complete(self):
+        # a finished output dir built with other parameters is an error, not "done"
+        return self.clone(ClaimOutputDir).complete() and super().complete()
+
     def output(self):
         out = Path(self.output_dir)
         return {"stats": luigi.LocalTarget(str(out / "stats.json")),
