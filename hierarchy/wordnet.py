@@ -119,6 +119,17 @@ def _reader(root):
 
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
+    class MonolingualWordNetReader(WordNetCorpusReader):
+        """nltk's reader without the WordNet-3.0 sense map for Open Multilingual Wordnet data.
+
+        nltk 3.10 compares the version ("3.0") with the corpus name ("wordnet"), never finds them
+        equal and reads ``index.sense`` twice to build that map: half of the load time, for
+        multilingual lookups this project never makes.
+        """
+
+        def map_wn(self, version="wordnet"):
+            return None
+
     with warnings.catch_warnings():  # "multilingual functions are not available": we need none
         warnings.simplefilter("ignore", UserWarning)
-        return WordNetCorpusReader(root, None)
+        return MonolingualWordNetReader(root, None)

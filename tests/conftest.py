@@ -21,7 +21,7 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def timm_info_dir() -> Path:
-    """timm's data/_info folder with the official ImageNet-21K-P class lists."""
-    import timm.data
+    """timm's data/_info folder with the official ImageNet-21K-P class lists (found without importing torch)."""
+    import importlib.util
 
-    return Path(timm.data.__file__).parent / "_info"
+    return Path(importlib.util.find_spec("timm").origin).parent / "data" / "_info"
