@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from pipeline.archive import ArchiveReader
+from pipeline.crashpoints import crash_point
 from pipeline.shards import remove_stale_temp_files, sample_json, shard_name, write_shard
 
 MAX_MEMBER_BYTES = 512 << 20  # larger members are rejected unread
+
+
+WRITES_LOG = "writes.log"
+
+
+def log_write(sidecar_dir: Path, name: str) -> None:
+    """Append ``name host pid`` to the audit log of shard writes (one small O_APPEND write)."""
+    line = f"{name}\t{socket.gethostname()}\t{os.getpid()}\n".encode()
+    fd = os.open(sidecar_dir / WRITES_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 def group_shards(shard_counts: dict[str, int], group: int, groups: int) -> list[tuple[str, int]]:
@@ -84,7 +99,9 @@ def write_shard_group(plan_path, group: int, groups: int, archive_root, output_d
                 tmp = sidecar.with_name(f".{sidecar.name}.tmp-{os.getpid()}")
                 tmp.write_text(json.dumps(info, sort_keys=True))
                 os.replace(tmp, sidecar)
+                crash_point("shard_sidecar")
                 write_shard(target, samples)
+                log_write(sidecar_dir, name)
             summary["shards"].append(json.loads(sidecar.read_text()))
             if progress:
                 progress.update(i + 1, f"{name} done ({i + 1}/{len(mine)} shards of group {group})")

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
+from pipeline.crashpoints import crash_point
+
 SHARD_PREFIX = "imagenet21kp"
 
 
@@ -57,11 +59,23 @@ def write_shard(path: str | os.PathLike, samples: Iterable[tuple[str, dict[str, 
                     count += 1
             f.flush()
             os.fsync(f.fileno())
+        crash_point("shard_temp")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return count
+
+
+def remove_stale_temp_files_in(folder: str | os.PathLike) -> int:
+    """Delete every temp file (``.NAME.tmp-*``) a killed writer left directly in ``folder``."""
+    removed = 0
+    folder = Path(folder)
+    if folder.is_dir():
+        for stale in folder.glob(".*.tmp-*"):
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def remove_stale_temp_files(path: str | os.PathLike) -> int:

@@ -25,11 +25,13 @@ import pyarrow.parquet as pq
 
 from pipeline import classes as classes_mod
 from pipeline import gzip_extract, tables
+from pipeline.crashpoints import crash_point
 from pipeline.archive import ArchiveError, Container, detect_layout, list_containers
 from pipeline.index import REJECT_SCHEMA, index_containers
 from pipeline.plan import VAL_RULES, plan_samples, shard_counts
 from pipeline.progress import TaskProgress
 from pipeline.shard_writer import write_shard_group
+from pipeline.shards import remove_stale_temp_files_in
 
 logger = logging.getLogger("luigi-interface")
 
@@ -97,7 +99,10 @@ class DatasetTask(luigi.Task):
 
     @cached_property
     def archive_dir(self) -> Path:
-        st = os.stat(self.archive)
+        try:
+            st = os.stat(self.archive)
+        except OSError as exc:
+            raise ArchiveError(f"archive not found or unreadable: {self.archive} ({exc.strerror})") from None
         return self.work_root / f"archive-{_hash(os.path.abspath(self.archive), st.st_size, st.st_mtime_ns)}"
 
     @property
@@ -204,6 +209,7 @@ class IndexChunk(DatasetTask):
         result = index_containers(self.readable_root, containers, progress=lambda d, _: bar.update(d))
         images, rejects = result.tables()
         write_parquet(rejects, self.output()["rejects"].path)
+        crash_point("index_chunk")
         write_parquet(images, self.output()["images"].path)  # written last: marks the chunk done
         bar.close(f"indexed {images.num_rows} images, {rejects.num_rows} rejects")
 
@@ -365,6 +371,7 @@ class WriteTables(DatasetTask):
         return targets
 
     def run(self):
+        remove_stale_temp_files_in(self.output_dir)  # left by a killed run of this task
         inp = self.input()
         summaries = [json.loads(Path(t.path).read_text()) for t in inp["groups"]]
         index_rejects = [pq.read_table(c["rejects"].path) for c in inp["index"]]
@@ -377,6 +384,7 @@ class WriteTables(DatasetTask):
                                           for c in inp["index"] for k in ("images", "rejects"))
         for name, table in built.items():
             write_parquet(table, self.output()[name].path)
+            crash_point("tables")
         write_text(self.output()["tree"].path, Path(inp["tree"].path).read_text())
         write_text(self.output()["accounting"].path, json.dumps(accounting, indent=1, sort_keys=True) + "\n")
 
@@ -400,6 +408,7 @@ class BuildImageNet21KP(DatasetTask):
     def run(self):
         from hierarchy import SemanticTree
 
+        remove_stale_temp_files_in(self.output_dir)
         inp = self.input()
         accounting = json.loads(Path(inp["accounting"].path).read_text())
         tree = SemanticTree.load(inp["tree"].path)

@@ -1,0 +1,63 @@
+"""kill -9 at exact points of a build (and at a random moment), rerun, compare with a clean build."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from buildutil import ROOT, luigi_cmd, output_digest, run_build, temp_files
+from pipeline.crashpoints import ENV_VAR
+from pipeline.demo import make_archive
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return make_archive(tmp_path_factory.mktemp("crash") / "demo.tar", seed=5, num_classes=12).path
+
+
+@pytest.fixture(scope="module")
+def reference(archive, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "ds"
+    proc = run_build(archive, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return output_digest(out)
+
+
+@pytest.mark.parametrize("point", ["index_chunk:2", "shard_sidecar:2", "shard_temp:3", "tables:2"])
+def test_kill_at_a_crash_point_then_rerun(point, archive, reference, tmp_path):
+    out = tmp_path / "ds"
+    crashed = run_build(archive, out, env=dict(os.environ, **{ENV_VAR: point}))
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert not (out / "_info.json").exists()
+    if point.startswith("shard_temp"):
+        assert temp_files(out), "the killed writer should have left its temp file behind"
+    rerun = run_build(archive, out)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert temp_files(out) == []
+    assert output_digest(out) == reference
+
+
+def test_kill_9_of_a_two_worker_build_mid_shards(archive, reference, tmp_path):
+    out = tmp_path / "ds"
+    proc = subprocess.Popen(luigi_cmd(archive, out, "--local-scheduler", "--workers", "2"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((out / "train").glob("*.tar")) if (out / "train").is_dir() else True:
+        assert proc.poll() is None and time.monotonic() < deadline, "build ended before any shard appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the scheduler process and its forked task processes
+    proc.wait()
+    rerun = run_build(archive, out, "--workers", "2")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert temp_files(out) == []
+    assert output_digest(out) == reference
+
+
+def test_failed_build_exits_non_zero_with_a_clear_message(tmp_path):
+    missing = tmp_path / "nope.tar"
+    proc = run_build(missing, tmp_path / "ds")
+    assert proc.returncode != 0
+    assert "archive not found" in proc.stdout + proc.stderr
