@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from pipeline import classes as classes_mod
 from pipeline import gzip_extract, tables
-from pipeline.crashpoints import crash_point
 from pipeline.archive import ArchiveError, Container, detect_layout, list_containers
+from pipeline.crashpoints import crash_point
 from pipeline.index import REJECT_SCHEMA, index_containers
 from pipeline.plan import VAL_RULES, plan_samples, shard_counts
 from pipeline.progress import TaskProgress
@@ -346,6 +346,9 @@ class WriteShardGroup(DatasetTask):
     def run(self):
         from hierarchy import SemanticTree
 
+        from pipeline.pil_build import describe_pil_build
+
+        logger.info("shard group %d/%d with %s", self.group, self.shard_groups, describe_pil_build())
         tree = SemanticTree.load(self.input()["tree"].path)
         summary = write_shard_group(
             plan_path=self.input()["plan"].path, group=self.group, groups=self.shard_groups,
