@@ -1,0 +1,104 @@
+"""Semantic softmax loss speed vs plain cross-entropy at ImageNet-21K-P scale.
+
+The tree is built from timm's official 11,221-class list (``SemanticTree.build``, is_a source:
+ImageNet's ``wordnet.is_a.txt`` from ``../shared/reference``, or WordNet when that file is
+absent). Forward + backward on random float32 logits ``[batch, 11221]``, one thread, the
+alternatives taking turns in every round; best of ``--repeat`` rounds in CPU time:
+
+* plain CE: ``F.cross_entropy(logits, labels)``;
+* single-label scheme: the same with label smoothing 0.2 (``trainer.losses.SingleLabelLoss``);
+* ``trainer.losses.SemanticSoftmaxLoss`` (fused: one gather each way, per-level log-softmax);
+* the released ``SemanticSoftmaxLoss`` formula (per-level fancy indexing + one-hot products),
+  with its targets precomputed (the released per-sample Python loop is left out).
+
+Run: ``.venv/bin/python benchmarks/semantic_loss.py [--batch 256] [--repeat 20]``.
+Target: semantic loss <= 1.3x plain CE.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import timm.data  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from hierarchy import SemanticTree  # noqa: E402
+from trainer.losses import SemanticSoftmaxLoss, SingleLabelLoss  # noqa: E402
+
+IS_A = ROOT.parent / "shared" / "reference" / "is_a.txt"
+
+
+def official_tree() -> SemanticTree:
+    wnids = (Path(timm.data.__file__).parent / "_info" / "imagenet21k_miil_synsets.txt") \
+        .read_text().split()
+    if IS_A.is_file():
+        return SemanticTree.build(wnids, source="is_a", is_a_path=IS_A)
+    return SemanticTree.build(wnids)
+
+
+def released_loss(levels, weights, targets, logits, smoothing=0.2):
+    """The released SemanticSoftmaxLoss.forward with precomputed semantic targets."""
+    total = 0
+    for i, level in enumerate(levels):
+        logits_i = logits[:, level]
+        log_preds = F.log_softmax(logits_i, dim=1)
+        targets_i = targets[:, i]
+        valid = targets_i.clamp(min=0)
+        classes = torch.zeros_like(logits_i).scatter_(1, valid.unsqueeze(1), 1)
+        classes.mul_(1 - smoothing).add_(smoothing / logits_i.shape[1])
+        ce = -classes.mul(log_preds) * (targets_i >= 0).unsqueeze(1)
+        total = total + ce.sum(dim=-1).mean() * weights[i]
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    tree = official_tree()
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(args.batch, tree.num_classes, generator=generator).mul_(3)
+    logits.requires_grad_()
+    labels = torch.randint(0, tree.num_classes, (args.batch,), generator=generator)
+    semantic, single = SemanticSoftmaxLoss(tree), SingleLabelLoss(0.2)
+    levels = [torch.tensor(level) for level in tree.levels]
+    targets = torch.as_tensor(tree.target_table)[labels]
+    candidates = {
+        "plain CE": lambda: F.cross_entropy(logits, labels),
+        "single-label CE (ls 0.2)": lambda: single(logits, labels),
+        "semantic softmax (trainer)": lambda: semantic(logits, labels),
+        "semantic softmax (released formula)":
+            lambda: released_loss(levels, tree.normalization_factors, targets, logits),
+    }
+    value = semantic(logits, labels).item()
+    reference = released_loss(levels, tree.normalization_factors, targets, logits).item()
+    best = {name: float("inf") for name in candidates}
+    for round_ in range(args.repeat + 1):  # round 0 warms up
+        for name, loss in candidates.items():
+            start = time.process_time()
+            loss().backward()
+            logits.grad = None
+            if round_:
+                best[name] = min(best[name], time.process_time() - start)
+    print(f"{tree.num_classes} classes, {tree.num_levels} softmax levels "
+          f"({', '.join(str(len(level)) for level in tree.levels)}), batch {args.batch}, "
+          f"1 thread, forward + backward, best of {args.repeat} (CPU ms)")
+    width = max(map(len, candidates))
+    for name, seconds in best.items():
+        print(f"  {name:<{width}}  {seconds * 1e3:7.2f} ms  {seconds / best['plain CE']:5.2f}x")
+    ratio = best["semantic softmax (trainer)"] / best["plain CE"]
+    print(f"loss value trainer {value:.6f} vs released {reference:.6f}; semantic / plain CE = "
+          f"{ratio:.2f} (target <= 1.3: {'met' if ratio <= 1.3 else 'NOT met'}), semantic / "
+          f"released = {best['semantic softmax (trainer)'] / best['semantic softmax (released formula)']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

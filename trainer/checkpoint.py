@@ -1,0 +1,118 @@
+"""Run-directory files: the resumable training checkpoint and the final model export.
+
+``RUN_DIR/checkpoint.pt`` (written every epoch and every ``--checkpoint-every`` steps) holds
+everything needed to continue exactly: model, optimizer, scheduler, grad scaler, epoch and
+step, the metric history and the running sums of the current epoch, and every rank's RNG
+states. The data position needs no state of its own: the sample order is a pure function of
+(seed, epoch) and the step says how many batches of the epoch were consumed.
+
+The export is what downstream users load: ``semantic_tree.json`` (the dataset's tree) and
+``model.json`` (model name, classes, input size, scheme), written when the run starts, and
+``model.pth`` (a plain timm state dict, loadable with
+``timm.create_model(name, num_classes=N).load_state_dict``), written when it ends.
+
+Every file is written to a temporary name in the same directory and moved into place with
+``os.replace``, so a crash never leaves a torn file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+EXPORT_WEIGHTS = "model.pth"
+EXPORT_TREE = "semantic_tree.json"
+EXPORT_META = "model.json"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a same-directory temp file, fsync and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_json(obj, path: str | Path) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def rng_state() -> dict:
+    """This process's RNG states (torch CPU, CUDA when used, NumPy, Python)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
+    path = Path(run_dir) / CHECKPOINT
+    atomic_torch_save(state, path)
+    return path
+
+
+def load_checkpoint(run_dir: str | Path) -> dict | None:
+    """The training checkpoint of ``run_dir``, or None when there is none yet."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def write_model_card(run_dir: str | Path, tree_file: str | Path, meta: dict) -> None:
+    """Write ``semantic_tree.json`` (a copy of the dataset's tree) and ``model.json``."""
+    run_dir = Path(run_dir)
+    atomic_write_bytes(run_dir / EXPORT_TREE, Path(tree_file).read_bytes())
+    atomic_write_json(meta, run_dir / EXPORT_META)
+
+
+def export_weights(run_dir: str | Path, state_dict: dict) -> Path:
+    """Write the final ``model.pth``: a plain CPU state dict with timm's parameter names."""
+    path = Path(run_dir) / EXPORT_WEIGHTS
+    atomic_torch_save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, path)
+    return path
+
+
+def read_export(run_dir: str | Path) -> tuple[dict, dict, Path]:
+    """``(meta, state_dict, tree_file)`` of an exported model directory.
+
+    Falls back to the weights inside ``checkpoint.pt`` when the run has not finished yet.
+    """
+    run_dir = Path(run_dir)
+    meta_path = run_dir / EXPORT_META
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: {run_dir} is not a trainer run directory")
+    meta = json.loads(meta_path.read_text())
+    weights = run_dir / EXPORT_WEIGHTS
+    if weights.is_file():
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    else:
+        checkpoint = load_checkpoint(run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run_dir} holds neither {EXPORT_WEIGHTS} nor {CHECKPOINT}")
+        state = checkpoint["model"]
+    return meta, state, run_dir / EXPORT_TREE

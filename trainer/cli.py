@@ -1,0 +1,93 @@
+"""Command line: ``python -m trainer [train] --data DIR --output RUN ...`` and
+``python -m trainer predict --checkpoint RUN IMAGE...`` (also under ``torchrun``).
+
+The train flags are generated from :class:`trainer.config.TrainConfig`, so ``--help`` always
+documents every setting with its default.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trainer.config import ConfigError, TrainConfig, config_fields
+
+_TYPES = {"str": str, "int": int, "float": float, "str | None": str, "int | None": int}
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="Train a timm model on an ImageNet-21K-P style WebDataset with the semantic "
+                    "softmax (default), single-label or multi-label scheme, optionally with "
+                    "semantic knowledge distillation. Runs as one process or under torchrun. "
+                    "Subcommand 'predict' (python -m trainer predict -h) prints semantic chains.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for spec in config_fields():
+        meta = dict(spec.metadata)
+        flag = "--" + spec.name.replace("_", "-")
+        if spec.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec.default,
+                                help=meta["help"])
+            continue
+        kwargs = {"type": _TYPES[spec.type], "help": meta.pop("help")}
+        if meta.get("required"):
+            kwargs.update(required=True, default=argparse.SUPPRESS)
+        else:
+            kwargs["default"] = spec.default
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer predict",
+        description="Print the semantic chain (root > ... > leaf, with probabilities) a trained "
+                    "model predicts for each image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, default=argparse.SUPPRESS,
+                        help="run directory of a training (model.json, semantic_tree.json and "
+                             "model.pth, or checkpoint.pt while it is still running)")
+    parser.add_argument("images", nargs="+", help="image files (any size; squish-resized)")
+    parser.add_argument("--strategy", choices=["tree", "argmax"], default="tree",
+                        help="tree: at each level pick the best class among the descendants of "
+                             "the previous pick; argmax: the best class of each level on its own")
+    parser.add_argument("--min-prob", type=float, default=0.5,
+                        help="stop the chain at the first level whose pick has a lower level-"
+                             "softmax probability (the root level is always printed)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["predict"]:
+        from trainer.predict import run_predict
+
+        args = predict_parser().parse_args(argv[1:])
+        return _guarded(lambda: run_predict(args))
+    if argv[:1] == ["train"]:
+        argv = argv[1:]
+    args = train_parser().parse_args(argv)
+    try:
+        config = TrainConfig(**vars(args))
+    except ConfigError as exc:
+        train_parser().error(str(exc))
+    from trainer.train import run_training
+
+    return _guarded(lambda: run_training(config))
+
+
+def _guarded(action) -> int:
+    """Run ``action``; turn the expected user-facing errors into one line on stderr + exit 2."""
+    from trainer.data import DataError
+
+    try:
+        result = action()
+    except (DataError, ConfigError, FileNotFoundError) as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"error: {lines[-1]}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,132 @@
+"""Settings of a training run: one dataclass, whose fields are also the command-line flags.
+
+Defaults follow the paper's recipe (B.1, 3.1-3.3): TResNet-M, semantic softmax, 80 epochs,
+batch 64 per GPU, Adam with true (decoupled) weight decay 1e-4 not applied to norms/biases,
+lr 3e-4 with a one-cycle schedule (10 % warm-up; start/end divisors of the released code),
+label smoothing 0.2, RandAugment + Cutout 0.5, input 224, mixed precision on GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+class ConfigError(ValueError):
+    """A setting (or a file a setting names) cannot be used."""
+
+
+def _flag(help: str, **extra) -> dict:
+    return {"help": help, **extra}
+
+
+@dataclass
+class TrainConfig:
+    data: str = field(default=None, metadata=_flag(
+        "dataset directory written by the pipeline (_info.json, shards, semantic_tree.json)",
+        required=True))
+    output: str = field(default=None, metadata=_flag(
+        "run directory: checkpoint.pt, metrics.jsonl, plots, model.pth, model.json, "
+        "semantic_tree.json", required=True))
+    model: str = field(default="tresnet_m", metadata=_flag(
+        "any timm model name (created with pretrained=False, head sized to the tree's classes)"))
+    scheme: str = field(default="semantic", metadata=_flag(
+        "semantic: one softmax per hierarchy level (paper 3.3); single: one softmax over all "
+        "classes (3.1); multi: sigmoids over class + ancestors with ASL (3.2)",
+        choices=["semantic", "single", "multi"]))
+    epochs: int = field(default=80, metadata=_flag("training epochs"))
+    batch_size: int = field(default=64, metadata=_flag(
+        "samples per rank per micro-batch (global batch = batch size x ranks x accum steps)"))
+    accum_steps: int = field(default=1, metadata=_flag(
+        "gradient accumulation: micro-batches per optimizer step"))
+    lr: float = field(default=3e-4, metadata=_flag("peak learning rate of the one-cycle schedule"))
+    weight_decay: float = field(default=1e-4, metadata=_flag(
+        "weight decay (not applied to biases and norm parameters)"))
+    optimizer: str = field(default="adamw", metadata=_flag(
+        "adamw: decoupled 'true' weight decay (paper B.1); adam: L2-coupled decay as in the "
+        "released code", choices=["adamw", "adam"]))
+    pct_start: float = field(default=0.1, metadata=_flag("one-cycle warm-up fraction"))
+    div_factor: float = field(default=20.0, metadata=_flag(
+        "one-cycle start lr = lr / div_factor (released code: 20)"))
+    final_div_factor: float = field(default=1e4, metadata=_flag(
+        "one-cycle final lr = start lr / final_div_factor"))
+    label_smoothing: float = field(default=0.2, metadata=_flag(
+        "label smoothing of the semantic and single-label softmaxes (paper 3.1: 0.2)"))
+    asl_gamma_neg: float = field(default=4.0, metadata=_flag("ASL focusing of negatives (multi)"))
+    asl_gamma_pos: float = field(default=0.0, metadata=_flag("ASL focusing of positives (multi)"))
+    asl_clip: float = field(default=0.05, metadata=_flag("ASL probability margin of negatives"))
+    teacher: str | None = field(default=None, metadata=_flag(
+        "semantic KD: timm model name of the teacher (needs --teacher-checkpoint; "
+        "--scheme semantic)"))
+    teacher_checkpoint: str | None = field(default=None, metadata=_flag(
+        "teacher weights: a trainer run directory or a plain weights file (model.pth)"))
+    kd_weight: float = field(default=1.0, metadata=_flag(
+        "factor of the semantic KD term added to the semantic loss"))
+    kd_top_fraction: float = field(default=0.05, metadata=_flag(
+        "teacher confidence where the label has no such level: sum of the top fraction of the "
+        "level's probabilities (appendix F: 5 %%)"))
+    init_checkpoint: str | None = field(default=None, metadata=_flag(
+        "local weights to start from (e.g. ImageNet-1K .pth / .safetensors); tensors whose "
+        "shape differs, such as the classifier head, are skipped"))
+    input_size: int = field(default=224, metadata=_flag(
+        "network input side; the stored 224x224 images are resized on the fly if different "
+        "(e.g. 64 for CPU demos)"))
+    randaugment: str = field(default="rand-m9-mstd0.5", metadata=_flag(
+        "timm RandAugment config for training images, or 'none'"))
+    cutout: float = field(default=0.5, metadata=_flag(
+        "Cutout square side as a fraction of the image (paper: 0.5); 0 disables"))
+    shuffle_buffer: int = field(default=1000, metadata=_flag(
+        "samples in each data lane's shuffle buffer"))
+    data_lanes: int | None = field(default=None, metadata=_flag(
+        "number of data lanes the train stream is cut into (default: ranks x max(workers, 1)); "
+        "the sample order depends on it and not on the number of ranks, so keep it fixed to "
+        "compare or resume runs of different layouts"))
+    workers: int = field(default=8, metadata=_flag("data-loader worker processes per rank"))
+    device: str = field(default="auto", metadata=_flag(
+        "auto: CUDA when available", choices=["auto", "cpu", "cuda"]))
+    amp: str = field(default="auto", metadata=_flag(
+        "mixed precision: auto = bf16 on GPUs that support it, else fp16 with grad scaling; "
+        "off on CPU", choices=["auto", "bf16", "fp16", "off"]))
+    channels_last: str = field(default="auto", metadata=_flag(
+        "channels-last memory format (auto: on GPU)", choices=["auto", "on", "off"]))
+    sync_bn: bool = field(default=False, metadata=_flag(
+        "convert BatchNorm to SyncBatchNorm when training on several ranks"))
+    seed: int = field(default=0, metadata=_flag(
+        "seed of model init, data order and augmentation (shared by all ranks)"))
+    steps_per_epoch: int | None = field(default=None, metadata=_flag(
+        "cap on optimizer steps per epoch (quick runs); default: a full pass"))
+    stop_after_steps: int | None = field(default=None, metadata=_flag(
+        "save a checkpoint and exit after this many optimizer steps in total (resume later "
+        "with --resume)"))
+    checkpoint_every: int = field(default=1000, metadata=_flag(
+        "also checkpoint every N optimizer steps (0: only at epoch ends)"))
+    resume: bool = field(default=False, metadata=_flag(
+        "continue from OUTPUT/checkpoint.pt exactly where it stopped (fresh start if none)"))
+    val_batch_size: int | None = field(default=None, metadata=_flag(
+        "validation batch size per rank (default: --batch-size)"))
+    val_every: int = field(default=1, metadata=_flag(
+        "validate every N epochs (and always after the last)"))
+    progress: bool = field(default=True, metadata=_flag("tqdm progress bars on rank 0"))
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "accum_steps", "input_size", "shuffle_buffer",
+                     "val_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.workers < 0:
+            raise ConfigError("--workers must be >= 0")
+        if (self.teacher is None) != (self.teacher_checkpoint is None):
+            raise ConfigError("--teacher and --teacher-checkpoint go together")
+        if self.teacher and self.scheme != "semantic":
+            raise ConfigError("semantic KD (--teacher) needs --scheme semantic")
+        if self.randaugment.lower() == "none":
+            self.randaugment = ""
+
+
+# Settings that define the data order and the schedule: a resumed run must match them.
+RESUME_KEYS = ("model", "scheme", "epochs", "batch_size", "accum_steps", "lr", "weight_decay",
+               "optimizer", "pct_start", "div_factor", "final_div_factor", "seed",
+               "steps_per_epoch", "input_size", "shuffle_buffer", "teacher")
+
+
+def config_fields():
+    """The dataclass fields, in declaration order (used to build the argument parser)."""
+    return fields(TrainConfig)

@@ -1,0 +1,221 @@
+"""Training losses of the three pretraining schemes and semantic knowledge distillation.
+
+Every loss is a mean over the (local) batch, so DistributedDataParallel's gradient averaging
+over equally sized rank batches yields the gradient of the global-batch loss.
+
+* :class:`SemanticSoftmaxLoss` - paper 3.3: one label-smoothed softmax per hierarchy level,
+  levels without a label masked, levels weighted by the tree's normalization factors. Numerically
+  the released ``SemanticSoftmaxLoss``; computed by one fused autograd function over
+  level-ordered logits instead of per-level masked one-hot products.
+* :class:`SingleLabelLoss` - paper 3.1: softmax cross-entropy over all classes, label smoothing.
+* :class:`AsymmetricMultiLabelLoss` - paper 3.2 / B.2: sigmoid per class over class + ancestors
+  with the asymmetric loss (ASL).
+* :class:`SemanticKDLoss` - paper 3.3.3 / appendix F: per-level MSE between teacher and student
+  probabilities weighted by the teacher confidence.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.levels import LevelLayout, multi_hot
+
+
+def _layout(tree) -> LevelLayout:
+    return tree if isinstance(tree, LevelLayout) else LevelLayout.from_tree(tree)
+
+
+class _SemanticCrossEntropy(torch.autograd.Function):
+    """Per-level label-smoothed cross-entropy with a hand-written backward.
+
+    Forward: gather the logits into level order once (``index_select`` with the tree's level
+    order), then per level ``log_softmax`` over its contiguous block of columns and
+    ``CE = -(1 - ls) * logp[target] - ls * mean(logp)`` (= ``-sum(t * logp)`` for the smoothed
+    one-hot ``t``). Returns the ``[num_levels]`` level losses, each summed over the valid samples
+    and divided by the whole batch size.
+
+    Backward: ``(exp(logp) - ls / n_i - (1 - ls) * one_hot) * valid * g_i / B`` per level, written
+    into one level-ordered buffer that has a spare zero column, then gathered back to class order
+    with the inverse permutation (classes in no softmax level read the zero column). No autograd
+    graph, one gather each way.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, order, inverse, target_table, level_starts, bounds,
+                smoothing):
+        batch = logits.shape[0]
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision -> float32
+        ordered = logits.index_select(1, order).to(dtype)
+        targets = target_table.index_select(0, labels)
+        valid = targets >= 0
+        picks = targets.clamp(min=0)
+        log_probs, losses = [], []
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            logp = torch.log_softmax(ordered[:, a:b], dim=1)
+            ce = -(1.0 - smoothing) * logp.gather(1, picks[:, i : i + 1]).squeeze(1) \
+                - smoothing * logp.mean(dim=1)
+            losses.append((ce * valid[:, i]).sum() / batch)
+            log_probs.append(logp)
+        ctx.save_for_backward(picks + level_starts, valid, inverse, *log_probs)
+        ctx.bounds, ctx.smoothing, ctx.dtype = bounds, smoothing, logits.dtype
+        return torch.stack(losses)
+
+    @staticmethod
+    def backward(ctx, grad_levels):
+        columns, valid, inverse, *log_probs = ctx.saved_tensors
+        bounds, smoothing = ctx.bounds, ctx.smoothing
+        batch = valid.shape[0]
+        coef = valid * (grad_levels.unsqueeze(0) / batch)  # [B, L]
+        grad = torch.empty(batch, bounds[-1] + 1, dtype=log_probs[0].dtype, device=valid.device)
+        grad[:, -1] = 0.0
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            c, block = coef[:, i : i + 1], grad[:, a:b]
+            torch.exp(log_probs[i], out=block)
+            torch.addcmul(c * -(smoothing / (b - a)), block, c, out=block)
+        grad.scatter_add_(1, columns, coef * -(1.0 - smoothing))
+        return (grad.index_select(1, inverse).to(ctx.dtype),) + (None,) * 7
+
+
+class SemanticSoftmaxLoss(nn.Module):
+    """Semantic softmax loss (paper 3.3.1-3.3.2), called as ``loss(logits, labels)``.
+
+    ``labels`` are class indices ``[B]``; the per-level targets are gathered on the logits'
+    device from the tree's target table. For softmax level ``i`` with ``n_i`` classes::
+
+        t_i = one_hot(target_i) * (1 - ls) + ls / n_i
+        L_i = sum_b [target_i(b) >= 0] * CE(t_i, log_softmax(logits_b over level i)) / B
+        L   = sum_i w_i * L_i              (w_i = tree.normalization_factors[i])
+
+    ``last_level_losses`` holds the unweighted ``L_i`` of the latest call (detached), for logs.
+    """
+
+    def __init__(self, tree, label_smoothing: float = 0.2):
+        super().__init__()
+        layout = _layout(tree)
+        self.label_smoothing = float(label_smoothing)
+        self.register_buffer("order", layout.order.clone(), persistent=False)
+        self.register_buffer("inverse", layout.inverse.clone(), persistent=False)
+        self.register_buffer("level_starts", torch.tensor(layout.offsets[:-1]), persistent=False)
+        self.register_buffer("target_table", layout.target_table.clone(), persistent=False)
+        self.register_buffer("weights", layout.weights.clone(), persistent=False)
+        self.bounds = layout.offsets
+        self.last_level_losses: torch.Tensor | None = None
+
+    def level_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Unweighted per-level losses ``[num_levels]`` (float32, differentiable)."""
+        return _SemanticCrossEntropy.apply(logits, labels, self.order, self.inverse,
+                                           self.target_table, self.level_starts, self.bounds,
+                                           self.label_smoothing)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        losses = self.level_losses(logits, labels)
+        self.last_level_losses = losses.detach()
+        return (losses * self.weights).sum()
+
+
+class SingleLabelLoss(nn.Module):
+    """Softmax cross-entropy over all classes with label smoothing (paper 3.1: 0.2)."""
+
+    def __init__(self, label_smoothing: float = 0.2):
+        super().__init__()
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+
+class AsymmetricMultiLabelLoss(nn.Module):
+    """ASL (Ridnik et al. 2021) over multi-hot targets: the class and all its ancestors.
+
+    With ``p = sigmoid(z)``, ``p_m = max(p - clip, 0)`` (probability shifting of negatives)::
+
+        L+ = (1 - p)^gamma_pos * log(p)          L- = p_m^gamma_neg * log(1 - p_m)
+        L  = -sum_classes (y * L+ + (1 - y) * L-), averaged over the batch
+
+    The released ASL sums over the batch as well; the batch mean only rescales it and keeps the
+    loss independent of how a global batch is split across ranks. The focusing weights are
+    treated as constants in the backward pass, as in the released ``AsymmetricLossOptimized``
+    with ``disable_torch_grad_focal_loss``.
+    """
+
+    def __init__(self, tree, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
+                 eps: float = 1e-8):
+        super().__init__()
+        layout = _layout(tree)
+        self.num_classes = layout.num_classes
+        self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
+        self.register_buffer("chain_table", layout.chain_table.clone(), persistent=False)
+
+    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` multi-hot float targets (class + ancestors), built on device."""
+        return multi_hot(self.chain_table, labels, self.num_classes)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        y = self.targets(labels)
+        p = torch.sigmoid(logits.float())
+        p_neg = (1.0 - p + self.clip).clamp(max=1.0) if self.clip > 0 else 1.0 - p
+        loss = y * torch.log(p.clamp(min=self.eps)) + (1 - y) * torch.log(p_neg.clamp(min=self.eps))
+        with torch.no_grad():
+            pt = p * y + p_neg * (1 - y)
+            gamma = self.gamma_pos * y + self.gamma_neg * (1 - y)
+            focus = torch.pow(1.0 - pt, gamma)
+        return -(loss * focus).sum() / logits.shape[0]
+
+
+def teacher_confidence(teacher_probs: list[torch.Tensor], valid: torch.Tensor,
+                       top_fraction: float = 0.05) -> torch.Tensor:
+    """Appendix F: ``[B, num_levels]`` confidence ``P_i`` of the teacher at each level.
+
+    ``P_i = 1`` where the ground truth has a label at level ``i`` (``valid[:, i]``); elsewhere the
+    sum of the teacher's top ``ceil(top_fraction * n_i)`` probabilities at that level (at least
+    one class).
+    """
+    confidence = []
+    for i, probs in enumerate(teacher_probs):
+        k = max(1, math.ceil(top_fraction * probs.shape[1]))
+        top = probs.topk(k, dim=1).values.sum(dim=1)
+        confidence.append(torch.where(valid[:, i], torch.ones_like(top), top))
+    return torch.stack(confidence, dim=1)
+
+
+class SemanticKDLoss(nn.Module):
+    """Semantic knowledge distillation (paper eq. 5-7, appendix F).
+
+    Per softmax level ``i``, with teacher and student level softmaxes ``T_i``, ``S_i`` and the
+    teacher confidence ``P_i`` (:func:`teacher_confidence`)::
+
+        L_KD = sum_i (1 / B) * sum_b P_i(b) * sum_c (S_i(b, c) - T_i(b, c))^2
+
+    i.e. the squared error is summed over a level's classes (a per-element mean would shrink
+    with the level's size and vanish at 11k classes), averaged over the batch, and the levels are
+    summed unweighted as in eq. 7. The trainer adds ``kd_weight * L_KD`` to the semantic loss.
+    ``last_confidence`` keeps the batch-mean ``P_i`` per level (detached) for paper Fig. 7.
+    """
+
+    def __init__(self, tree, top_fraction: float = 0.05):
+        super().__init__()
+        layout = _layout(tree)
+        self.slices = layout.level_slices()
+        self.top_fraction = float(top_fraction)
+        self.register_buffer("order", layout.order.clone(), persistent=False)
+        self.register_buffer("target_table", layout.target_table.clone(), persistent=False)
+        self.last_confidence: torch.Tensor | None = None
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        slices = self.slices
+        student = student_logits.index_select(1, self.order).float()
+        with torch.no_grad():
+            teacher = teacher_logits.index_select(1, self.order).float()
+            teacher_probs = [torch.softmax(teacher[:, s], dim=1) for s in slices]
+            valid = self.target_table.index_select(0, labels) >= 0
+            confidence = teacher_confidence(teacher_probs, valid, self.top_fraction)
+        total = student.new_zeros(())
+        for i, s in enumerate(slices):
+            squared = (torch.softmax(student[:, s], dim=1) - teacher_probs[i]).square().sum(dim=1)
+            total = total + (confidence[:, i] * squared).mean()
+        self.last_confidence = confidence.mean(dim=0)
+        return total

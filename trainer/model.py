@@ -1,0 +1,67 @@
+"""timm models for the trainer: creation, local weight loading, optimizer parameter groups.
+
+Weights are never downloaded (``pretrained=False`` always); ImageNet-1K initialisation
+(paper B.1) comes from a local file via ``--init-checkpoint``.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from trainer.config import ConfigError
+
+
+def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """``timm.create_model(name, pretrained=False, num_classes=num_classes)`` with a clear error."""
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown timm model {name!r} (see timm.list_models())")
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain state dict from a weights file: ``.safetensors``, or a torch file holding a bare
+    state dict or one wrapped as ``model`` / ``state_dict`` / ``model_state_dict`` (timm and
+    torchvision releases). Only tensors are unpickled (``weights_only``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ConfigError(f"{path} is not a plain weights file (a training checkpoint? pass "
+                          "its run directory instead)") from None
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConfigError(f"{path} holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_matching_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load every tensor of ``state`` whose name and shape match ``model`` (e.g. all but an
+    ImageNet-1K classifier head); returns the names of the model's tensors left as initialised."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(k for k in own if k not in usable)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: weight decay on weights, none on biases and norm/1-d parameters."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [{"params": no_decay, "weight_decay": 0.0},
+            {"params": decay, "weight_decay": weight_decay}]

@@ -1,0 +1,419 @@
+"""The training loop: one process or one rank of a torchrun job.
+
+Per epoch: stream the rank's share of every global batch (``trainer.data``), forward under
+mixed precision, the scheme's loss (+ semantic KD), accumulate gradients over
+``--accum-steps`` micro-batches, AdamW + one-cycle step; checkpoint every
+``--checkpoint-every`` steps; at the end of the epoch validate on the whole validation split,
+append the epoch's metrics to ``metrics.jsonl``, redraw the plots and checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from trainer import checkpoint as ckpt
+from trainer.config import RESUME_KEYS, ConfigError, TrainConfig
+from trainer.data import (EvalBatches, TrainChunks, TrainPlan, make_loader, rank_batches,
+                          read_split)
+from trainer.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier,
+                                 init_distributed, shutdown)
+from trainer.levels import LevelLayout
+from trainer.losses import (AsymmetricMultiLabelLoss, SemanticKDLoss, SemanticSoftmaxLoss,
+                            SingleLabelLoss)
+from trainer.metrics import EvalMetrics
+from trainer.model import create_model, load_matching_weights, parameter_groups, read_state_dict
+from trainer.plots import write_plots
+from trainer.schedule import one_cycle_scheduler
+from trainer.transforms import SampleTransform
+
+TREE_FILE = "semantic_tree.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def run_training(config: TrainConfig) -> int:
+    """Train as described by ``config``; returns the process exit code."""
+    context = init_distributed(config.device)
+    try:
+        Trainer(config, context).fit()
+    finally:
+        shutdown()
+    return 0
+
+
+def load_tree(dataset_dir: str | Path):
+    from hierarchy import SemanticTree
+
+    path = Path(dataset_dir) / TREE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --data must be a dataset built by the pipeline")
+    return SemanticTree.load(path)
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 where the GPU supports it, else fp16; None (off) on CPU."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("--amp fp16 needs a CUDA device")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+class RunningSums:
+    """Per-rank sums of the training losses of the current epoch (device tensors, no syncs)."""
+
+    def __init__(self, num_levels: int, device: torch.device):
+        self.values = torch.zeros(2 + 2 * num_levels, dtype=torch.float64, device=device)
+        self.num_levels = num_levels
+
+    def add(self, loss, level_losses=None, confidence=None) -> None:
+        L = self.num_levels
+        self.values[0] += loss.detach().double()
+        self.values[1] += 1
+        if level_losses is not None:
+            self.values[2:2 + L] += level_losses.double()
+        if confidence is not None:
+            self.values[2 + L:] += confidence.double()
+
+    def reduced(self) -> dict:
+        """Means over all ranks' micro-batches (a collective: call on every rank)."""
+        total = all_reduce_sum(self.values.clone()).cpu()
+        count, L = max(float(total[1]), 1.0), self.num_levels
+        return {"loss": round(float(total[0]) / count, 6),
+                "level_loss": [round(float(x) / count, 6) for x in total[2:2 + L]],
+                "teacher_confidence": [round(float(x) / count, 6) for x in total[2 + L:]]}
+
+    def mean_loss(self) -> float:
+        return float(self.values[0] / self.values[1].clamp(min=1))
+
+
+class Trainer:
+    """Holds the model, optimisation state and data plan of one run on one rank."""
+
+    def __init__(self, config: TrainConfig, context: DistContext):
+        self.config, self.context = config, context
+        self.device = context.device
+        self.run_dir = Path(config.output)
+        if context.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+
+        self.train_split = read_split(config.data, "train")
+        self.val_split = read_split(config.data, "validation")
+        self.tree = load_tree(config.data)
+        self.layout = LevelLayout.from_tree(self.tree)
+        self.plan, self.rank_lanes = self._data_plan()
+        micro_batches = self.plan.batches_per_epoch
+        if config.steps_per_epoch:
+            micro_batches = min(micro_batches, config.steps_per_epoch * config.accum_steps)
+        self.steps_per_epoch = micro_batches // config.accum_steps
+        if self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"the train split holds {self.train_split.num_samples} samples: fewer than one "
+                f"optimizer step of {self.plan.global_batch * config.accum_steps} samples")
+        self.micro_per_epoch = self.steps_per_epoch * config.accum_steps
+
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.amp_dtype = resolve_amp(config.amp, self.device)
+        self.channels_last = (config.channels_last == "on"
+                              or (config.channels_last == "auto" and self.device.type == "cuda"))
+        self.model = self._build_model()
+        self.criterion = self._build_criterion().to(self.device)
+        self.teacher, self.kd_loss = self._build_teacher()
+        opt_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_class(parameter_groups(self.model, config.weight_decay), lr=config.lr)
+        self.scheduler = one_cycle_scheduler(
+            self.optimizer, config.epochs * self.steps_per_epoch, config.pct_start,
+            config.div_factor, config.final_div_factor)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.ddp_model = self.model
+        if context.distributed:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+        self.epoch, self.step, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.running = RunningSums(self.layout.num_levels, self.device)
+        if config.resume:
+            self._resume()
+
+    # ----------------------------------------------------------------------------- setup
+    def _data_plan(self) -> tuple[TrainPlan, list[int]]:
+        config, world = self.config, self.context.world_size
+        workers = max(config.workers, 1)
+        lanes = config.data_lanes or world * workers
+        if lanes % world or (lanes // world) % workers:
+            raise ConfigError(f"--data-lanes {lanes} must be a multiple of ranks ({world}) x "
+                              f"loader workers ({workers}) so every worker owns as many lanes")
+        per_rank = lanes // world
+        if config.batch_size % per_rank:
+            raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "
+                              f"{per_rank} data lanes per rank")
+        plan = TrainPlan(self.train_split.lengths, config.seed, lanes,
+                         config.batch_size // per_rank, config.shuffle_buffer)
+        first = self.context.rank * per_rank
+        return plan, list(range(first, first + per_rank))
+
+    def _build_model(self) -> nn.Module:
+        config = self.config
+        model = create_model(config.model, self.layout.num_classes)
+        if config.init_checkpoint:
+            skipped = load_matching_weights(model, read_state_dict(config.init_checkpoint))
+            self._log(f"init weights from {config.init_checkpoint}; kept as initialised: "
+                      f"{', '.join(skipped) or 'none'}")
+        if config.sync_bn and self.context.distributed:
+            if self.device.type != "cuda":
+                raise ConfigError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel)")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _build_criterion(self) -> nn.Module:
+        config = self.config
+        if config.scheme == "semantic":
+            return SemanticSoftmaxLoss(self.layout, label_smoothing=config.label_smoothing)
+        if config.scheme == "single":
+            return SingleLabelLoss(config.label_smoothing)
+        return AsymmetricMultiLabelLoss(self.layout, gamma_neg=config.asl_gamma_neg,
+                                        gamma_pos=config.asl_gamma_pos, clip=config.asl_clip)
+
+    def _build_teacher(self):
+        config = self.config
+        if not config.teacher:
+            return None, None
+        source = Path(config.teacher_checkpoint)
+        weights = ckpt.read_export(source)[1] if source.is_dir() else read_state_dict(source)
+        teacher = create_model(config.teacher, self.layout.num_classes)
+        try:
+            teacher.load_state_dict({k.removeprefix("module."): v for k, v in weights.items()})
+        except RuntimeError as exc:
+            raise ConfigError(f"teacher weights {source} do not fit {config.teacher} with "
+                              f"{self.layout.num_classes} classes: {str(exc).splitlines()[0]}") from None
+        teacher = teacher.to(self.device).eval().requires_grad_(False)
+        if self.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        kd = SemanticKDLoss(self.layout, top_fraction=config.kd_top_fraction).to(self.device)
+        return teacher, kd
+
+    def _log(self, message: str) -> None:
+        if self.context.is_main:
+            tqdm.write(message)
+
+    # ------------------------------------------------------------------- checkpointing
+    def _state(self) -> dict:
+        per_rank = all_gather_objects({"rng": ckpt.rng_state(),
+                                       "running": self.running.values.cpu()})
+        return {
+            "format": 1,
+            "config": asdict(self.config),
+            "data_lanes": self.plan.num_lanes,
+            "world_size": self.context.world_size,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+            "history": self.history,
+            "per_rank": per_rank,
+        }
+
+    def save(self) -> None:
+        state = self._state()  # collective: every rank takes part
+        if self.context.is_main:
+            ckpt.save_checkpoint(self.run_dir, state)
+        barrier()
+
+    def _resume(self) -> None:
+        state = ckpt.load_checkpoint(self.run_dir)
+        if state is None:
+            self._log(f"--resume: no checkpoint in {self.run_dir}, starting from scratch")
+            return
+        saved = state["config"]
+        changed = [k for k in RESUME_KEYS if saved.get(k) != getattr(self.config, k)]
+        if state["data_lanes"] != self.plan.num_lanes:
+            changed.append(f"data_lanes ({state['data_lanes']} -> {self.plan.num_lanes}; pass "
+                           f"--data-lanes {state['data_lanes']} to keep the data order)")
+        if changed:
+            raise ConfigError(f"cannot resume {self.run_dir}: settings differ from the checkpoint: "
+                              + ", ".join(changed))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
+        self.history = state["history"]
+        if state["world_size"] == self.context.world_size:
+            mine = state["per_rank"][self.context.rank]
+            ckpt.restore_rng_state(mine["rng"])
+            self.running.values.copy_(mine["running"])
+        else:
+            self._log("--resume with a different number of ranks: data order is kept, RNG "
+                      "streams (dropout) and the epoch's running loss restart")
+            if self.context.is_main:
+                self.running.values.copy_(sum(r["running"] for r in state["per_rank"]))
+        self._log(f"resumed from epoch {self.epoch + 1}, step {self.step} "
+                  f"(global step {self.global_step})")
+
+    # ------------------------------------------------------------------------ training
+    def fit(self) -> None:
+        config = self.config
+        if self.context.is_main:
+            ckpt.write_model_card(self.run_dir, Path(config.data) / TREE_FILE, self._model_card())
+        self._log(f"{config.model} / {config.scheme}: {self.layout.num_classes} classes, "
+                  f"{self.layout.num_levels} softmax levels, {self.train_split.num_samples} train "
+                  f"samples, {self.steps_per_epoch} steps/epoch of "
+                  f"{self.plan.global_batch * config.accum_steps} samples, "
+                  f"{self.context.world_size} rank(s), device {self.device}, "
+                  f"amp {self.amp_dtype or 'off'}")
+        while self.epoch < config.epochs:
+            if not self._train_epoch():
+                self._log(f"stopped after {self.global_step} steps (--stop-after-steps); "
+                          f"continue with --resume")
+                return
+            entry = {"epoch": self.epoch + 1, "global_step": self.global_step,
+                     "lr": round(self.scheduler.get_last_lr()[0], 10),
+                     "train": self.running.reduced()}
+            if config.scheme != "semantic":
+                del entry["train"]["level_loss"]
+            if not self.teacher:
+                del entry["train"]["teacher_confidence"]
+            if (self.epoch + 1) % config.val_every == 0 or self.epoch + 1 == config.epochs:
+                entry["val"] = self.validate()
+            self.history.append(entry)
+            self.epoch, self.step = self.epoch + 1, 0
+            self.running = RunningSums(self.layout.num_levels, self.device)
+            self._write_epoch_outputs(entry)
+            self.save()
+        if self.context.is_main:
+            path = ckpt.export_weights(self.run_dir, self.model.state_dict())
+            self._log(f"exported {path}")
+
+    def _model_card(self) -> dict:
+        config = self.config
+        return {"model": config.model, "num_classes": self.layout.num_classes,
+                "input_size": config.input_size, "scheme": config.scheme,
+                "weights": ckpt.EXPORT_WEIGHTS, "tree": ckpt.EXPORT_TREE}
+
+    def _train_loader(self):
+        config = self.config
+        transform = SampleTransform(config.input_size, config.randaugment or None, config.cutout)
+        chunks = TrainChunks(self.train_split, self.plan, self.rank_lanes, self.epoch,
+                             self.step * config.accum_steps, self.micro_per_epoch, transform,
+                             self.layout.num_classes)
+        loader = make_loader(chunks, config.workers, pin_memory=self.device.type == "cuda")
+        return rank_batches(loader, len(self.rank_lanes), self.device)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, 3, H, W]`` -> float in [0, 1] (paper B.1: no mean/std normalization)."""
+        images = images.float().div_(255)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return images.contiguous(memory_format=fmt)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False when --stop-after-steps ended the run."""
+        config, accum = self.config, self.config.accum_steps
+        self.ddp_model.train()
+        first_micro = self.step * accum
+        bar = tqdm(total=self.steps_per_epoch, initial=self.step, desc=f"epoch {self.epoch + 1}",
+                   disable=not (self.context.is_main and config.progress), leave=False)
+        started, seen = time.perf_counter(), 0
+        for micro, (images, labels) in enumerate(self._train_loader(), start=first_micro):
+            last_micro = (micro + 1) % accum == 0
+            sync = (self.ddp_model.no_sync() if self.context.distributed and not last_micro
+                    else contextlib.nullcontext())
+            with sync:
+                loss, level_losses, confidence = self._forward_loss(self._prepare(images), labels)
+                self.scaler.scale(loss / accum).backward()
+            self.running.add(loss, level_losses, confidence)
+            seen += labels.shape[0]
+            if not last_micro:
+                continue
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.step, self.global_step = self.step + 1, self.global_step + 1
+            bar.update(1)
+            if self.step % 10 == 0 or self.step == self.steps_per_epoch:
+                bar.set_postfix(loss=f"{self.running.mean_loss():.4f}",
+                                lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if config.stop_after_steps and self.global_step >= config.stop_after_steps:
+                bar.close()
+                self.save()
+                return False
+            if (config.checkpoint_every and self.global_step % config.checkpoint_every == 0
+                    and self.step < self.steps_per_epoch):
+                self.save()
+        bar.close()
+        elapsed = time.perf_counter() - started
+        self._log(f"epoch {self.epoch + 1}: {seen * self.context.world_size / max(elapsed, 1e-9):.1f} "
+                  f"img/s (train, all ranks)")
+        return True
+
+    def _forward_loss(self, images, labels):
+        with self._autocast():
+            logits = self.ddp_model(images)
+            loss = self.criterion(logits, labels)
+            confidence = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = self.teacher(images)
+                loss = loss + self.config.kd_weight * self.kd_loss(logits, teacher_logits, labels)
+                confidence = self.kd_loss.last_confidence
+        level_losses = getattr(self.criterion, "last_level_losses", None)
+        return loss, level_losses, confidence
+
+    # ---------------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> dict:
+        config = self.config
+        self.model.eval()
+        metrics = EvalMetrics(self.layout, config.scheme, self.device)
+        batches = EvalBatches(self.val_split, self.context.rank, self.context.world_size,
+                              config.val_batch_size or config.batch_size,
+                              SampleTransform(config.input_size), self.layout.num_classes)
+        loader = make_loader(batches, config.workers, pin_memory=self.device.type == "cuda")
+        for images, labels in tqdm(loader, desc="validation", leave=False,
+                                   disable=not (self.context.is_main and config.progress)):
+            images = self._prepare(images.to(self.device, non_blocking=True))
+            with self._autocast():
+                logits = self.model(images)
+            metrics.update(logits, labels.to(self.device, non_blocking=True))
+        metrics.reduce()
+        self.model.train()
+        return metrics.compute()
+
+    def _write_epoch_outputs(self, entry: dict) -> None:
+        if not self.context.is_main:
+            return
+        lines = "".join(json_line(e) for e in self.history)
+        ckpt.atomic_write_bytes(self.run_dir / METRICS_FILE, lines.encode())
+        write_plots(self.history, self.tree, self.run_dir)
+        val = entry.get("val")
+        summary = f"epoch {entry['epoch']}/{self.config.epochs}: loss {entry['train']['loss']:.4f}"
+        if val:
+            summary += (f" | val semantic top-1 {val['semantic_top1']:.2f}% "
+                        f"(class-weighted {val['semantic_top1_class_weighted']:.2f}%), "
+                        f"top-1 {val['top1']:.2f}%, top-5 {val['top5']:.2f}%, "
+                        f"mAP {val['map_macro']:.2f}%")
+        self._log(summary)
+
+
+def json_line(obj) -> str:
+    return json.dumps(obj, sort_keys=True) + "\n"
