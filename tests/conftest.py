@@ -25,3 +25,11 @@ def timm_info_dir() -> Path:
     import importlib.util
 
     return Path(importlib.util.find_spec("timm").origin).parent / "data" / "_info"
+
+
+@pytest.fixture(scope="session")
+def trainer_dataset(tmp_path_factory) -> Path:
+    """The demo dataset with deliberately uneven shards (37 samples, the last ones fewer)."""
+    from tests.trainer_fixtures import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("trainer-data"), samples_per_shard=37)

@@ -17,7 +17,6 @@ import timm
 import torch
 
 from hierarchy import SemanticTree
-from tests.trainer_fixtures import make_dataset
 from trainer.cli import main
 from trainer.data import read_split
 
@@ -37,9 +36,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(trainer_dataset):
     """A dataset whose shards are deliberately uneven (37 samples, the last one fewer)."""
-    return make_dataset(tmp_path_factory.mktemp("data"), samples_per_shard=37)
+    return trainer_dataset
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from hierarchy import SemanticTree
-from tests.trainer_fixtures import make_dataset
 from trainer.data import (DataError, EvalBatches, TrainChunks, TrainPlan, make_loader,
                           rank_batches, read_lane, read_split, shuffle_buffer_order)
 from trainer.transforms import SampleTransform
@@ -20,9 +19,9 @@ from trainer.transforms import SampleTransform
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(trainer_dataset):
     """A dataset whose shards are deliberately uneven (37 samples, the last one fewer)."""
-    return make_dataset(tmp_path_factory.mktemp("data"), samples_per_shard=37)
+    return trainer_dataset
 
 
 @pytest.fixture(scope="module")
