@@ -66,6 +66,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     os.replace(tmp, path)
 
 
+def shards_present(output_dir, names) -> bool:
+    """True when every shard file in ``names`` exists (one stat per shard, none per image)."""
+    return all((Path(output_dir) / name).is_file() for name in names)
+
+
 class DatasetTask(luigi.Task):
     """Parameters shared by every task; ``BuildImageNet21KP`` passes its own values down."""
 
@@ -343,6 +348,14 @@ class WriteShardGroup(DatasetTask):
     def output(self):
         return luigi.LocalTarget(str(self.shards_work_dir / f"group-{self.group:05d}-of-{self.shard_groups:05d}.json"))
 
+    def complete(self):
+        """Done when the group summary exists and so do its shards (a deleted shard is rebuilt)."""
+        path = Path(self.output().path)
+        if not path.is_file():
+            return False
+        names = [s["name"] for s in json.loads(path.read_text())["shards"]]
+        return shards_present(self.output_dir, names)
+
     def run(self):
         from hierarchy import SemanticTree
 
@@ -373,6 +386,12 @@ class WriteTables(DatasetTask):
         targets["accounting"] = luigi.LocalTarget(str(self.shards_work_dir / "accounting.json"))
         return targets
 
+    def complete(self):
+        if not super().complete():
+            return False
+        accounting = json.loads(Path(self.output()["accounting"].path).read_text())
+        return shards_present(self.output_dir, accounting["shard_lengths"])
+
     def run(self):
         remove_stale_temp_files_in(self.output_dir)  # left by a killed run of this task
         inp = self.input()
@@ -399,8 +418,9 @@ class BuildImageNet21KP(DatasetTask):
         return self.clone(WriteTables)
 
     def complete(self):
-        # a finished output dir built with other parameters is an error, not "done"
-        return self.clone(ClaimOutputDir).complete() and super().complete()
+        # a finished output dir built with other parameters is an error, not "done";
+        # a shard deleted after the build (e.g. a damaged copy) makes the build incomplete again
+        return self.clone(ClaimOutputDir).complete() and self.clone(WriteTables).complete() and super().complete()
 
     def output(self):
         out = Path(self.output_dir)

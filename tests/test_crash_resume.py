@@ -61,3 +61,13 @@ def test_failed_build_exits_non_zero_with_a_clear_message(tmp_path):
     proc = run_build(missing, tmp_path / "ds")
     assert proc.returncode != 0
     assert "archive not found" in proc.stdout + proc.stderr
+
+
+def test_a_deleted_shard_is_rebuilt_byte_identical(archive, reference, tmp_path):
+    out = tmp_path / "ds"
+    assert run_build(archive, out).returncode == 0
+    victim = sorted((out / "train").glob("*.tar"))[1]
+    victim.unlink()
+    rerun = run_build(archive, out)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert output_digest(out) == reference

@@ -31,7 +31,7 @@ def num_classes(dataset):
 
 def lane_keys(split, plan, epoch, lane, first=0):
     segments, order, _ = plan.lane(epoch, lane)
-    return [key for key, _, _ in read_lane(split.files, segments, order, first, len(order))]
+    return [key for key, *_ in read_lane(split.files, segments, order, first, len(order))]
 
 
 def rank_stream(split, plan, world, rank, first=0, workers=0, transform=None):
@@ -138,3 +138,27 @@ def test_clear_errors_for_broken_datasets(dataset, num_classes, tmp_path):
     with pytest.raises(DataError, match=f"holds {length} samples, _info.json says at least "
                                         f"{length + 5}"):
         list(EvalBatches(read_split(broken, "train"), 0, 1, 64, SampleTransform(32), num_classes))
+
+
+@pytest.mark.parametrize("cut", ["mid_member", "member_boundary"])
+def test_truncated_shard_stops_training_with_a_message_naming_it(dataset, tmp_path, cut):
+    """Documented choice: a damaged shard stops the run (no silent skipping) and names the file."""
+    import subprocess
+    import sys
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset, broken, ignore=shutil.ignore_patterns("_work"))
+    shard = broken / read_split(broken, "train").files[0]
+    data = shard.read_bytes()
+    if cut == "mid_member":
+        shard.write_bytes(data[: len(data) // 2 + 100])
+    else:
+        with tarfile.open(shard) as archive:
+            members = archive.getmembers()
+        shard.write_bytes(data[: members[len(members) // 2].offset])
+    proc = subprocess.run([sys.executable, "-m", "trainer", "--data", str(broken), "--output", str(tmp_path / "run"),
+                           "--model", "test_resnet", "--input-size", "32", "--epochs", "1", "--batch-size", "8",
+                           "--workers", "0", "--no-progress", "--randaugment", "none", "--cutout", "0"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert str(shard) in proc.stderr.strip().splitlines()[-1]

@@ -205,8 +205,9 @@ def iter_shard(path: str, start: int, stop: int, wanted) -> Iterator[tuple[int, 
         raise DataError(f"{path}: holds {index + 1} samples, _info.json says at least {stop}")
 
 
-def read_lane(files, segments, order, first: int, last: int) -> Iterator[tuple[str, bytes, int]]:
-    """Yield ``(key, jpeg, label)`` for the lane's emitted samples ``first <= t < last``.
+def read_lane(files, segments, order, first: int, last: int) -> Iterator[tuple[str, bytes, int, str]]:
+    """Yield ``(key, jpeg, label, shard)`` for the lane's emitted samples ``first <= t < last``
+    (``shard`` is the file the sample came from, for error messages).
 
     Reads the segments sequentially, keeps only samples still to be emitted (at most a shuffle
     buffer's worth wait in memory) and emits them in ``order``. A shard shorter than
@@ -224,7 +225,7 @@ def read_lane(files, segments, order, first: int, last: int) -> Iterator[tuple[s
 
         for index, key, jpeg, label in iter_shard(files[segment.shard], segment.start,
                                                   segment.stop, wanted):
-            pending[base + index - segment.start] = (key, jpeg, label)
+            pending[base + index - segment.start] = (key, jpeg, label, files[segment.shard])
             while t < last and int(order[t]) in pending:
                 yield pending.pop(int(order[t]))
                 t += 1
@@ -233,14 +234,14 @@ def read_lane(files, segments, order, first: int, last: int) -> Iterator[tuple[s
         base += segment.stop - segment.start
 
 
-def _decode(transform: SampleTransform, key: str, jpeg: bytes, seed: int,
+def _decode(transform: SampleTransform, where: str, jpeg: bytes, seed: int,
             label: int, num_classes: int) -> np.ndarray:
     if not 0 <= label < num_classes:
-        raise DataError(f"sample {key!r}: class index {label} outside [0, {num_classes})")
+        raise DataError(f"{where}: class index {label} outside [0, {num_classes})")
     try:
         return transform(jpeg, seed)
     except ImageDecodeError as exc:
-        raise DataError(f"sample {key!r}: {exc}") from None
+        raise DataError(f"{where}: {exc}") from None
 
 
 def _collate(arrays: list[np.ndarray], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,9 +287,10 @@ class TrainChunks(IterableDataset):
             for stream, lane_seeds in zip(streams, seeds):
                 arrays, labels = [], []
                 for k in range(chunk):
-                    key, jpeg, label = next(stream)
+                    key, jpeg, label, shard = next(stream)
                     seed = int(lane_seeds[batch * chunk + k])
-                    arrays.append(_decode(self.transform, key, jpeg, seed, label, self.num_classes))
+                    where = f"{shard}: sample {key!r}"
+                    arrays.append(_decode(self.transform, where, jpeg, seed, label, self.num_classes))
                     labels.append(label)
                 yield _collate(arrays, labels)
 
@@ -314,8 +316,9 @@ class EvalBatches(IterableDataset):
         segments = contiguous_segments(self.split.lengths, range(len(self.split.files)), begin, end)
         order = np.arange(end - begin)
         arrays, labels = [], []
-        for key, jpeg, label in read_lane(self.split.files, segments, order, 0, end - begin):
-            arrays.append(_decode(self.transform, key, jpeg, 0, label, self.num_classes))
+        for key, jpeg, label, shard in read_lane(self.split.files, segments, order, 0, end - begin):
+            where = f"{shard}: sample {key!r}"
+            arrays.append(_decode(self.transform, where, jpeg, 0, label, self.num_classes))
             labels.append(label)
             if len(arrays) == self.batch_size:
                 yield _collate(arrays, labels)
