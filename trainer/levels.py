@@ -25,6 +25,11 @@ class LevelLayout:
             ``order[offsets[i]:offsets[i + 1]]``.
         inverse: ``[num_classes]`` int64, position of each class in ``order`` or ``C'`` for a
             class in no softmax level (so a zero column appended at ``C'`` maps to it).
+        head_order: ``[num_classes]`` int64, ``order`` followed by the classes in no softmax
+            level (ascending): row ``r`` of a level-ordered classifier head is class
+            ``head_order[r]``, so its logits need no reordering for the semantic loss.
+        head_inverse: ``[num_classes]`` int64, the row of each class in such a head
+            (``head_order[head_inverse] == arange``).
         target_table: ``[num_classes, num_levels]`` int64, the position of a class's
             ancestor-or-self inside each level, or -1 where it has no label at that level.
         weights: ``[num_levels]`` float32 normalization factors (paper eq. 3-4).
@@ -36,6 +41,8 @@ class LevelLayout:
     order: torch.Tensor
     offsets: tuple[int, ...]
     inverse: torch.Tensor
+    head_order: torch.Tensor
+    head_inverse: torch.Tensor
     target_table: torch.Tensor
     weights: torch.Tensor
     chain_table: torch.Tensor
@@ -51,6 +58,7 @@ class LevelLayout:
         offsets = tuple(int(x) for x in np.cumsum([0] + [len(level) for level in levels]))
         inverse = np.full(num_classes, len(order), dtype=np.int64)
         inverse[order] = np.arange(len(order))
+        head_order = np.concatenate([order, np.flatnonzero(inverse == len(order))])
         table = np.asarray(tree.target_table, dtype=np.int64).reshape(num_classes, len(levels))
         chains = [list(chain) for chain in tree.class_tree_list]
         chain_table = np.full((num_classes, max(len(c) for c in chains)), num_classes, np.int64)
@@ -61,6 +69,8 @@ class LevelLayout:
             order=torch.from_numpy(order),
             offsets=offsets,
             inverse=torch.from_numpy(inverse),
+            head_order=torch.from_numpy(head_order),
+            head_inverse=torch.from_numpy(np.argsort(head_order)),
             target_table=torch.from_numpy(table),
             weights=torch.tensor([float(w) for w in tree.normalization_factors], dtype=torch.float32),
             chain_table=torch.from_numpy(chain_table),
@@ -81,12 +91,17 @@ class LevelLayout:
 
     def to(self, device) -> "LevelLayout":
         """The same layout with its tensors on ``device``."""
-        tensors = ("order", "inverse", "target_table", "weights", "chain_table")
+        tensors = ("order", "inverse", "head_order", "head_inverse", "target_table", "weights",
+                   "chain_table")
         return replace(self, **{name: getattr(self, name).to(device) for name in tensors})
 
     def level_ordered(self, logits: torch.Tensor) -> torch.Tensor:
         """``logits[:, order]`` as one contiguous ``[B, C']`` tensor."""
         return logits.index_select(1, self.order)
+
+    def class_ordered(self, head_logits: torch.Tensor) -> torch.Tensor:
+        """Logits of a level-ordered head (rows in ``head_order``) back in class order."""
+        return head_logits.index_select(1, self.head_inverse)
 
     def semantic_targets(self, labels: torch.Tensor) -> torch.Tensor:
         """``[B, num_levels]`` per-level target positions (-1 = no label), gathered on device."""

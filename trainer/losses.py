@@ -28,19 +28,25 @@ def _layout(tree) -> LevelLayout:
     return tree if isinstance(tree, LevelLayout) else LevelLayout.from_tree(tree)
 
 
+LOGITS_ORDERS = ("class", "level")
+
+
 class _SemanticCrossEntropy(torch.autograd.Function):
     """Per-level label-smoothed cross-entropy with a hand-written backward.
 
-    Forward: gather the logits into level order once (``index_select`` with the tree's level
-    order), then per level ``log_softmax`` over its contiguous block of columns and
+    Forward: per level ``log_softmax`` over its contiguous block of level-ordered columns and
     ``CE = -(1 - ls) * logp[target] - ls * mean(logp)`` (= ``-sum(t * logp)`` for the smoothed
     one-hot ``t``). Returns the ``[num_levels]`` level losses, each summed over the valid samples
     and divided by the whole batch size.
 
     Backward: ``(exp(logp) - ls / n_i - (1 - ls) * one_hot) * valid * g_i / B`` per level, written
-    into one level-ordered buffer that has a spare zero column, then gathered back to class order
-    with the inverse permutation (classes in no softmax level read the zero column). No autograd
-    graph, one gather each way.
+    into one level-ordered buffer whose columns after the last level are zero. No autograd graph.
+
+    With ``order`` (class-ordered logits) the forward first gathers the logits into level order
+    and the backward gathers the buffer back with ``inverse`` (classes in no softmax level read
+    a zero column) - each gather costs about as much as a cross-entropy pass. With
+    ``order=None`` the logits come from a level-ordered head (:func:`trainer.model.
+    permute_classifier` with ``LevelLayout.head_order``) and are used as they are.
     """
 
     @staticmethod
@@ -48,7 +54,7 @@ class _SemanticCrossEntropy(torch.autograd.Function):
                 smoothing):
         batch = logits.shape[0]
         dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision -> float32
-        ordered = logits.index_select(1, order).to(dtype)
+        ordered = (logits if order is None else logits.index_select(1, order)).to(dtype)
         targets = target_table.index_select(0, labels)
         valid = targets >= 0
         picks = targets.clamp(min=0)
@@ -61,6 +67,7 @@ class _SemanticCrossEntropy(torch.autograd.Function):
             log_probs.append(logp)
         ctx.save_for_backward(picks + level_starts, valid, inverse, *log_probs)
         ctx.bounds, ctx.smoothing, ctx.dtype = bounds, smoothing, logits.dtype
+        ctx.width = bounds[-1] + 1 if order is not None else logits.shape[1]
         return torch.stack(losses)
 
     @staticmethod
@@ -69,14 +76,22 @@ class _SemanticCrossEntropy(torch.autograd.Function):
         bounds, smoothing = ctx.bounds, ctx.smoothing
         batch = valid.shape[0]
         coef = valid * (grad_levels.unsqueeze(0) / batch)  # [B, L]
-        grad = torch.empty(batch, bounds[-1] + 1, dtype=log_probs[0].dtype, device=valid.device)
-        grad[:, -1] = 0.0
+        grad = torch.empty(batch, ctx.width, dtype=log_probs[0].dtype, device=valid.device)
+        grad[:, bounds[-1]:] = 0.0
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             c, block = coef[:, i : i + 1], grad[:, a:b]
             torch.exp(log_probs[i], out=block)
             torch.addcmul(c * -(smoothing / (b - a)), block, c, out=block)
         grad.scatter_add_(1, columns, coef * -(1.0 - smoothing))
-        return (grad.index_select(1, inverse).to(ctx.dtype),) + (None,) * 7
+        if inverse is not None:
+            grad = grad.index_select(1, inverse)
+        return (grad.to(ctx.dtype),) + (None,) * 7
+
+
+def _check_logits_order(logits_order: str) -> str:
+    if logits_order not in LOGITS_ORDERS:
+        raise ValueError(f"logits_order must be one of {LOGITS_ORDERS}, not {logits_order!r}")
+    return logits_order
 
 
 class SemanticSoftmaxLoss(nn.Module):
@@ -89,13 +104,17 @@ class SemanticSoftmaxLoss(nn.Module):
         L_i = sum_b [target_i(b) >= 0] * CE(t_i, log_softmax(logits_b over level i)) / B
         L   = sum_i w_i * L_i              (w_i = tree.normalization_factors[i])
 
+    ``logits_order="class"`` (default): ``logits[:, c]`` is class ``c``. ``"level"``: the logits
+    of a level-ordered head, ``logits[:, r]`` is class ``LevelLayout.head_order[r]`` - the
+    trainer's semantic runs use it, which saves reordering ``[B, C]`` logits twice per step.
     ``last_level_losses`` holds the unweighted ``L_i`` of the latest call (detached), for logs.
     """
 
-    def __init__(self, tree, label_smoothing: float = 0.2):
+    def __init__(self, tree, label_smoothing: float = 0.2, logits_order: str = "class"):
         super().__init__()
         layout = _layout(tree)
         self.label_smoothing = float(label_smoothing)
+        self.logits_order = _check_logits_order(logits_order)
         self.register_buffer("order", layout.order.clone(), persistent=False)
         self.register_buffer("inverse", layout.inverse.clone(), persistent=False)
         self.register_buffer("level_starts", torch.tensor(layout.offsets[:-1]), persistent=False)
@@ -106,9 +125,10 @@ class SemanticSoftmaxLoss(nn.Module):
 
     def level_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Unweighted per-level losses ``[num_levels]`` (float32, differentiable)."""
-        return _SemanticCrossEntropy.apply(logits, labels, self.order, self.inverse,
-                                           self.target_table, self.level_starts, self.bounds,
-                                           self.label_smoothing)
+        reorder = self.logits_order == "class"
+        return _SemanticCrossEntropy.apply(logits, labels, self.order if reorder else None,
+                                           self.inverse if reorder else None, self.target_table,
+                                           self.level_starts, self.bounds, self.label_smoothing)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         losses = self.level_losses(logits, labels)
@@ -192,14 +212,16 @@ class SemanticKDLoss(nn.Module):
     i.e. the squared error is summed over a level's classes (a per-element mean would shrink
     with the level's size and vanish at 11k classes), averaged over the batch, and the levels are
     summed unweighted as in eq. 7. The trainer adds ``kd_weight * L_KD`` to the semantic loss.
+    ``logits_order`` (both models' logits) as in :class:`SemanticSoftmaxLoss`.
     ``last_confidence`` keeps the batch-mean ``P_i`` per level (detached) for paper Fig. 7.
     """
 
-    def __init__(self, tree, top_fraction: float = 0.05):
+    def __init__(self, tree, top_fraction: float = 0.05, logits_order: str = "class"):
         super().__init__()
         layout = _layout(tree)
         self.slices = layout.level_slices()
         self.top_fraction = float(top_fraction)
+        self.logits_order = _check_logits_order(logits_order)
         self.register_buffer("order", layout.order.clone(), persistent=False)
         self.register_buffer("target_table", layout.target_table.clone(), persistent=False)
         self.last_confidence: torch.Tensor | None = None
@@ -207,9 +229,11 @@ class SemanticKDLoss(nn.Module):
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                 labels: torch.Tensor) -> torch.Tensor:
         slices = self.slices
-        student = student_logits.index_select(1, self.order).float()
+        reorder = self.logits_order == "class"
+        student = (student_logits.index_select(1, self.order) if reorder else student_logits).float()
         with torch.no_grad():
-            teacher = teacher_logits.index_select(1, self.order).float()
+            teacher = (teacher_logits.index_select(1, self.order) if reorder
+                       else teacher_logits).float()
             teacher_probs = [torch.softmax(teacher[:, s], dim=1) for s in slices]
             valid = self.target_table.index_select(0, labels) >= 0
             confidence = teacher_confidence(teacher_probs, valid, self.top_fraction)
