@@ -85,6 +85,32 @@ def test_semantic_loss_gradcheck_and_dropped_level():
     assert torch.all(logits.grad[:, 2] == 0)  # the one-class level has no softmax
 
 
+@pytest.mark.parametrize("make_tree", [fixture_tree, dropped_level_tree])
+def test_semantic_loss_on_level_ordered_head_equals_class_order(make_tree):
+    """``logits_order="level"`` (the trainer's path) = class order on permuted columns, gradient
+    included; columns of classes in no softmax level get a zero gradient."""
+    tree = make_tree()
+    layout = LevelLayout.from_tree(tree)
+    torch.manual_seed(1)
+    logits = torch.randn(16, tree.num_classes, dtype=torch.float64, requires_grad=True) * 3
+    logits.retain_grad()
+    labels = torch.randint(0, tree.num_classes, (16,))
+    head = logits.detach()[:, layout.head_order].requires_grad_()
+    value = SemanticSoftmaxLoss(tree)(logits, labels)
+    level_value = SemanticSoftmaxLoss(tree, logits_order="level")(head, labels)
+    value.backward()
+    level_value.backward()
+    assert level_value.item() == pytest.approx(value.item(), rel=1e-12)
+    torch.testing.assert_close(head.grad, logits.grad[:, layout.head_order], rtol=1e-12,
+                               atol=1e-14)
+    assert torch.all(head.grad[:, layout.offsets[-1]:] == 0)
+    assert torch.autograd.gradcheck(
+        lambda x: SemanticSoftmaxLoss(tree, logits_order="level")(x, labels[:4]),
+        (head.detach()[:4].clone().requires_grad_(),))
+    with pytest.raises(ValueError, match="logits_order"):
+        SemanticSoftmaxLoss(tree, logits_order="row")
+
+
 def test_semantic_loss_half_precision_logits():
     tree = fixture_tree()
     logits = torch.randn(8, tree.num_classes).to(torch.bfloat16).requires_grad_()
@@ -149,3 +175,15 @@ def test_semantic_kd_loss_value_and_gradient():
         [1.0, (1.0 + torch.softmax(torch.tensor([0.0, 3.0]), 0).max().item()) / 2])
     value.backward()
     assert student.grad.abs().sum() > 0
+
+
+def test_semantic_kd_loss_on_level_ordered_heads_equals_class_order():
+    tree = dropped_level_tree()
+    layout = LevelLayout.from_tree(tree)
+    torch.manual_seed(2)
+    student, teacher = torch.randn(6, tree.num_classes), torch.randn(6, tree.num_classes)
+    labels = torch.tensor([0, 1, 2, 3, 4, 4])
+    expected = SemanticKDLoss(tree)(student, teacher, labels)
+    value = SemanticKDLoss(tree, logits_order="level")(student[:, layout.head_order],
+                                                       teacher[:, layout.head_order], labels)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -11,6 +11,11 @@ The export is what downstream users load: ``semantic_tree.json`` (the dataset's 
 ``model.pth`` (a plain timm state dict, loadable with
 ``timm.create_model(name, num_classes=N).load_state_dict``), written when it ends.
 
+Both hold the classifier in class order (output ``c`` is class ``c``), also for semantic runs,
+whose head trains with its rows in level order: :func:`permute_rows` and
+:func:`permute_optimizer_rows` convert the model's and the optimizer's tensors (exact copies, so
+resuming stays exact).
+
 Every file is written to a temporary name in the same directory and moved into place with
 ``os.replace``, so a crash never leaves a torn file.
 """
@@ -67,6 +72,25 @@ def restore_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def permute_rows(state: dict, keys, rows: torch.Tensor) -> dict:
+    """A copy of the state dict ``state`` with the tensors named ``keys`` reordered along their
+    first axis (row ``r`` of the result = row ``rows[r]``); the other tensors are shared."""
+    keys = set(keys)
+    return {k: v.index_select(0, rows.to(v.device)) if k in keys else v for k, v in state.items()}
+
+
+def permute_optimizer_rows(state: dict, param_ids, rows: torch.Tensor) -> dict:
+    """A copy of an optimizer ``state_dict`` whose per-parameter tensors (e.g. Adam's moments)
+    of the parameters numbered ``param_ids`` are reordered like :func:`permute_rows`."""
+    per_param = dict(state["state"])
+    for i in param_ids:
+        if i in per_param:
+            per_param[i] = {k: v.index_select(0, rows.to(v.device))
+                            if torch.is_tensor(v) and v.ndim >= 1 and v.shape[0] == len(rows)
+                            else v for k, v in per_param[i].items()}
+    return {**state, "state": per_param}
 
 
 def save_checkpoint(run_dir: str | Path, state: dict) -> Path:

@@ -6,7 +6,8 @@ over equally sized rank batches yields the gradient of the global-batch loss.
 * :class:`SemanticSoftmaxLoss` - paper 3.3: one label-smoothed softmax per hierarchy level,
   levels without a label masked, levels weighted by the tree's normalization factors. Numerically
   the released ``SemanticSoftmaxLoss``; computed by one fused autograd function over
-  level-ordered logits instead of per-level masked one-hot products.
+  level-ordered logits instead of per-level masked one-hot products. Takes class-ordered logits
+  or, as the trainer does, the logits of a head whose rows are in level order (no reordering).
 * :class:`SingleLabelLoss` - paper 3.1: softmax cross-entropy over all classes, label smoothing.
 * :class:`AsymmetricMultiLabelLoss` - paper 3.2 / B.2: sigmoid per class over class + ancestors
   with the asymmetric loss (ASL).
@@ -34,13 +35,17 @@ LOGITS_ORDERS = ("class", "level")
 class _SemanticCrossEntropy(torch.autograd.Function):
     """Per-level label-smoothed cross-entropy with a hand-written backward.
 
-    Forward: per level ``log_softmax`` over its contiguous block of level-ordered columns and
-    ``CE = -(1 - ls) * logp[target] - ls * mean(logp)`` (= ``-sum(t * logp)`` for the smoothed
-    one-hot ``t``). Returns the ``[num_levels]`` level losses, each summed over the valid samples
-    and divided by the whole batch size.
+    Forward, per level ``i`` on its block ``z`` of level-ordered columns (``n_i`` classes):
+    ``m = max(z)``, ``e = exp(z - m)`` (computed in place on ``z - m``), ``s = sum(e)``, so
+    ``logp = z - m - log(s)`` and ``CE = -(1 - ls) * logp[target] - ls * mean(logp)``
+    (= ``-sum(t * logp)`` for the smoothed one-hot ``t``) needs only ``z[target]``,
+    ``mean(z - m)`` and ``log(s)``, never ``logp`` itself. Returns the
+    ``[num_levels]`` level losses, each summed over the valid samples and divided by the whole
+    batch size. ``e`` and ``1 / s`` are kept for the backward.
 
-    Backward: ``(exp(logp) - ls / n_i - (1 - ls) * one_hot) * valid * g_i / B`` per level, written
-    into one level-ordered buffer whose columns after the last level are zero. No autograd graph.
+    Backward: ``(e / s - ls / n_i - (1 - ls) * one_hot) * valid * g_i / B`` per level - one
+    ``addcmul`` per level (no second ``exp``, no autograd graph) into a level-ordered buffer
+    whose columns after the last level are zero, plus one ``scatter_add_`` for the targets.
 
     With ``order`` (class-ordered logits) the forward first gathers the logits into level order
     and the backward gathers the buffer back with ``inverse`` (classes in no softmax level read
@@ -57,31 +62,39 @@ class _SemanticCrossEntropy(torch.autograd.Function):
         ordered = (logits if order is None else logits.index_select(1, order)).to(dtype)
         targets = target_table.index_select(0, labels)
         valid = targets >= 0
-        picks = targets.clamp(min=0)
-        log_probs, losses = [], []
+        columns = targets.clamp(min=0) + level_starts
+        picked = ordered.gather(1, columns)  # [B, L] target logits
+        exps, inv_sums, losses = [], [], []
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            logp = torch.log_softmax(ordered[:, a:b], dim=1)
-            ce = -(1.0 - smoothing) * logp.gather(1, picks[:, i : i + 1]).squeeze(1) \
-                - smoothing * logp.mean(dim=1)
+            block = ordered[:, a:b]
+            peak = block.amax(dim=1, keepdim=True)
+            shifted = torch.sub(block, peak)  # z - m, contiguous
+            shifted_mean = shifted.mean(dim=1)
+            e = shifted.exp_()
+            sums = e.sum(dim=1, keepdim=True)
+            log_sums = sums.log().squeeze(1)  # logsumexp of the level - m
+            ce = (1.0 - smoothing) * (log_sums - (picked[:, i] - peak.squeeze(1))) \
+                + smoothing * (log_sums - shifted_mean)
             losses.append((ce * valid[:, i]).sum() / batch)
-            log_probs.append(logp)
-        ctx.save_for_backward(picks + level_starts, valid, inverse, *log_probs)
+            exps.append(e)
+            inv_sums.append(sums.reciprocal_())
+        ctx.save_for_backward(columns, valid, inverse, torch.cat(inv_sums, dim=1), *exps)
         ctx.bounds, ctx.smoothing, ctx.dtype = bounds, smoothing, logits.dtype
         ctx.width = bounds[-1] + 1 if order is not None else logits.shape[1]
         return torch.stack(losses)
 
     @staticmethod
     def backward(ctx, grad_levels):
-        columns, valid, inverse, *log_probs = ctx.saved_tensors
+        columns, valid, inverse, inv_sums, *exps = ctx.saved_tensors
         bounds, smoothing = ctx.bounds, ctx.smoothing
         batch = valid.shape[0]
         coef = valid * (grad_levels.unsqueeze(0) / batch)  # [B, L]
-        grad = torch.empty(batch, ctx.width, dtype=log_probs[0].dtype, device=valid.device)
+        scale = coef * inv_sums  # softmax = e / s
+        grad = torch.empty(batch, ctx.width, dtype=exps[0].dtype, device=valid.device)
         grad[:, bounds[-1]:] = 0.0
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            c, block = coef[:, i : i + 1], grad[:, a:b]
-            torch.exp(log_probs[i], out=block)
-            torch.addcmul(c * -(smoothing / (b - a)), block, c, out=block)
+            torch.addcmul(coef[:, i : i + 1] * -(smoothing / (b - a)), exps[i],
+                          scale[:, i : i + 1], out=grad[:, a:b])
         grad.scatter_add_(1, columns, coef * -(1.0 - smoothing))
         if inverse is not None:
             grad = grad.index_select(1, inverse)
@@ -230,7 +243,8 @@ class SemanticKDLoss(nn.Module):
                 labels: torch.Tensor) -> torch.Tensor:
         slices = self.slices
         reorder = self.logits_order == "class"
-        student = (student_logits.index_select(1, self.order) if reorder else student_logits).float()
+        student = (student_logits.index_select(1, self.order) if reorder
+                   else student_logits).float()
         with torch.no_grad():
             teacher = (teacher_logits.index_select(1, self.order) if reorder
                        else teacher_logits).float()

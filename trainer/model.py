@@ -1,4 +1,5 @@
-"""timm models for the trainer: creation, local weight loading, optimizer parameter groups.
+"""timm models for the trainer: creation, local weight loading, optimizer parameter groups,
+and the classifier head's row order.
 
 Weights are never downloaded (``pretrained=False`` always); ImageNet-1K initialisation
 (paper B.1) comes from a local file via ``--init-checkpoint``.
@@ -65,3 +66,34 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
     return [{"params": no_decay, "weight_decay": 0.0},
             {"params": decay, "weight_decay": weight_decay}]
+
+
+def classifier_keys(model: nn.Module, num_classes: int) -> list[str]:
+    """Names of the classifier head's parameters whose first axis is the class axis (timm's
+    ``get_classifier()``: e.g. ``fc.weight``, ``fc.bias``)."""
+    heads = model.get_classifier()
+    heads = {id(h) for h in (heads if isinstance(heads, tuple) else (heads,))}
+    keys = [f"{prefix}.{name}" if prefix else name
+            for prefix, module in model.named_modules() if id(module) in heads
+            for name, param in module.named_parameters()
+            if param.ndim >= 1 and param.shape[0] == num_classes]
+    if not keys:
+        raise ConfigError(f"{type(model).__name__} has no classifier with {num_classes} output "
+                          "rows to reorder")
+    return keys
+
+
+@torch.no_grad()
+def permute_classifier(model: nn.Module, rows: torch.Tensor) -> list[str]:
+    """Reorder the classifier head's output rows in place: output ``r`` becomes the former
+    output ``rows[r]`` (same function, outputs permuted). Returns the parameter names touched.
+
+    The trainer stores a semantic model's head in ``LevelLayout.head_order`` so its logits are
+    already in level order; checkpoints and the export put the rows back in class order.
+    """
+    keys = classifier_keys(model, len(rows))
+    params = dict(model.named_parameters())
+    for key in keys:
+        param = params[key]
+        param.copy_(param.index_select(0, rows.to(param.device)))
+    return keys

@@ -5,6 +5,10 @@ mixed precision, the scheme's loss (+ semantic KD), accumulate gradients over
 ``--accum-steps`` micro-batches, AdamW + one-cycle step; checkpoint every
 ``--checkpoint-every`` steps; at the end of the epoch validate on the whole validation split,
 append the epoch's metrics to ``metrics.jsonl``, redraw the plots and checkpoint.
+
+Semantic runs keep the classifier's rows in level order (``LevelLayout.head_order``) while they
+train, so the semantic loss (and KD) read the logits without reordering them; validation,
+checkpoints and the exported weights see the canonical class order.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from trainer.levels import LevelLayout
 from trainer.losses import (AsymmetricMultiLabelLoss, SemanticKDLoss, SemanticSoftmaxLoss,
                             SingleLabelLoss)
 from trainer.metrics import EvalMetrics
-from trainer.model import create_model, load_matching_weights, parameter_groups, read_state_dict
+from trainer.model import (create_model, load_matching_weights, parameter_groups,
+                           permute_classifier, read_state_dict)
 from trainer.plots import write_plots
 from trainer.schedule import one_cycle_scheduler
 from trainer.transforms import SampleTransform
@@ -126,6 +131,8 @@ class Trainer:
         self.amp_dtype = resolve_amp(config.amp, self.device)
         self.channels_last = (config.channels_last == "on"
                               or (config.channels_last == "auto" and self.device.type == "cuda"))
+        self.level_head = config.scheme == "semantic"
+        self.head_keys: list[str] = []  # classifier tensors stored in level order
         self.model = self._build_model()
         self.criterion = self._build_criterion().to(self.device)
         self.teacher, self.kd_loss = self._build_teacher()
@@ -170,6 +177,8 @@ class Trainer:
             skipped = load_matching_weights(model, read_state_dict(config.init_checkpoint))
             self._log(f"init weights from {config.init_checkpoint}; kept as initialised: "
                       f"{', '.join(skipped) or 'none'}")
+        if self.level_head:
+            self.head_keys = permute_classifier(model, self.layout.head_order)
         if config.sync_bn and self.context.distributed:
             if self.device.type != "cuda":
                 raise ConfigError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel)")
@@ -182,7 +191,8 @@ class Trainer:
     def _build_criterion(self) -> nn.Module:
         config = self.config
         if config.scheme == "semantic":
-            return SemanticSoftmaxLoss(self.layout, label_smoothing=config.label_smoothing)
+            return SemanticSoftmaxLoss(self.layout, label_smoothing=config.label_smoothing,
+                                       logits_order="level")
         if config.scheme == "single":
             return SingleLabelLoss(config.label_smoothing)
         return AsymmetricMultiLabelLoss(self.layout, gamma_neg=config.asl_gamma_neg,
@@ -200,10 +210,12 @@ class Trainer:
         except RuntimeError as exc:
             raise ConfigError(f"teacher weights {source} do not fit {config.teacher} with "
                               f"{self.layout.num_classes} classes: {str(exc).splitlines()[0]}") from None
+        permute_classifier(teacher, self.layout.head_order)  # KD needs --scheme semantic
         teacher = teacher.to(self.device).eval().requires_grad_(False)
         if self.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
-        kd = SemanticKDLoss(self.layout, top_fraction=config.kd_top_fraction).to(self.device)
+        kd = SemanticKDLoss(self.layout, top_fraction=config.kd_top_fraction,
+                            logits_order="level").to(self.device)
         return teacher, kd
 
     def _log(self, message: str) -> None:
@@ -211,16 +223,30 @@ class Trainer:
             tqdm.write(message)
 
     # ------------------------------------------------------------------- checkpointing
+    def _head_param_ids(self) -> list[int]:
+        """Numbers of the level-ordered head's parameters in the optimizer's state dict."""
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        return [i for i, p in enumerate(params) if names.get(id(p)) in self.head_keys]
+
+    def _class_order_states(self) -> tuple[dict, dict]:
+        """Model and optimizer state dicts with the head's rows in class order."""
+        rows = self.layout.head_inverse
+        return (ckpt.permute_rows(self.model.state_dict(), self.head_keys, rows),
+                ckpt.permute_optimizer_rows(self.optimizer.state_dict(), self._head_param_ids(),
+                                            rows))
+
     def _state(self) -> dict:
         per_rank = all_gather_objects({"rng": ckpt.rng_state(),
                                        "running": self.running.values.cpu()})
+        model_state, optimizer_state = self._class_order_states()
         return {
             "format": 1,
             "config": asdict(self.config),
             "data_lanes": self.plan.num_lanes,
             "world_size": self.context.world_size,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
@@ -247,8 +273,10 @@ class Trainer:
         if changed:
             raise ConfigError(f"cannot resume {self.run_dir}: settings differ from the checkpoint: "
                               + ", ".join(changed))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        rows = self.layout.head_order  # class order -> the head's level order
+        self.model.load_state_dict(ckpt.permute_rows(state["model"], self.head_keys, rows))
+        self.optimizer.load_state_dict(ckpt.permute_optimizer_rows(
+            state["optimizer"], self._head_param_ids(), rows))
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
@@ -296,7 +324,8 @@ class Trainer:
             self._write_epoch_outputs(entry)
             self.save()
         if self.context.is_main:
-            path = ckpt.export_weights(self.run_dir, self.model.state_dict())
+            path = ckpt.export_weights(self.run_dir, ckpt.permute_rows(
+                self.model.state_dict(), self.head_keys, self.layout.head_inverse))
             self._log(f"exported {path}")
 
     def _model_card(self) -> dict:
@@ -385,6 +414,7 @@ class Trainer:
         config = self.config
         self.model.eval()
         metrics = EvalMetrics(self.layout, config.scheme, self.device)
+        head_inverse = self.layout.head_inverse.to(self.device)
         batches = EvalBatches(self.val_split, self.context.rank, self.context.world_size,
                               config.val_batch_size or config.batch_size,
                               SampleTransform(config.input_size), self.layout.num_classes)
@@ -394,6 +424,8 @@ class Trainer:
             images = self._prepare(images.to(self.device, non_blocking=True))
             with self._autocast():
                 logits = self.model(images)
+            if self.level_head:
+                logits = logits.index_select(1, head_inverse)  # back to class order
             metrics.update(logits, labels.to(self.device, non_blocking=True))
         metrics.reduce()
         self.model.train()
