@@ -326,7 +326,12 @@ class Trainer:
         if self.context.is_main:
             path = ckpt.export_weights(self.run_dir, ckpt.permute_rows(
                 self.model.state_dict(), self.head_keys, self.layout.head_inverse))
-            self._log(f"exported {path}")
+            plots = ", ".join(p.name for p in sorted(self.run_dir.glob("*.png")))
+            self._log(f"outputs in {self.run_dir}:\n"
+                      f"  weights    {path} (plain timm state_dict; semantic_tree.json beside it)\n"
+                      f"  checkpoint {self.run_dir / ckpt.CHECKPOINT} (continue with --resume)\n"
+                      f"  metrics    {self.run_dir / METRICS_FILE}\n"
+                      f"  plots      {plots}")
 
     def _model_card(self) -> dict:
         config = self.config
