@@ -48,8 +48,8 @@ def candidate_dirs() -> list[Path]:
 
 
 @functools.lru_cache(maxsize=None)
-def load_wordnet():
-    """Return an nltk ``WordNetCorpusReader`` for WordNet 3.0 (loaded once per process)."""
+def wordnet_root() -> Path:
+    """The ``corpora/wordnet`` folder in use; raises :class:`WordNetMissing` naming the fix."""
     import nltk
 
     searched = []
@@ -59,11 +59,10 @@ def load_wordnet():
         if (root / "data.noun").is_file() and (root / "lexnames").is_file():
             if str(base) not in nltk.data.path:  # nltk >= 3.10 refuses paths not listed here
                 nltk.data.path.insert(0, str(base))
-            return _reader(nltk.data.find("corpora/wordnet"))
+            return Path(str(nltk.data.find("corpora/wordnet")))
     if configured_nltk_data() is None:
         try:  # nltk's own default locations (e.g. after nltk.download('wordnet'))
-            root = nltk.data.find("corpora/wordnet")
-            return _reader(root)
+            return Path(str(nltk.data.find("corpora/wordnet")))
         except LookupError:
             searched.append("nltk default paths")
     raise WordNetMissing(
@@ -72,6 +71,15 @@ def load_wordnet():
         f"${ENV_VAR} / luigi.cfg [{CONFIG_SECTION}] {CONFIG_KEY} at an nltk data directory "
         "holding corpora/wordnet."
     )
+
+
+@functools.lru_cache(maxsize=None)
+def load_wordnet():
+    """Return an nltk ``WordNetCorpusReader`` for WordNet 3.0 (loaded once per process)."""
+    import nltk
+
+    wordnet_root()  # raises WordNetMissing with the fix; puts the configured folder on nltk's path
+    return _reader(nltk.data.find("corpora/wordnet"))
 
 
 def synset_of(wnid: str):
@@ -106,12 +114,16 @@ def lemma_name(wnid: str) -> str:
 
 
 def is_known_wnid(wnid: str) -> bool:
-    """True when ``wnid`` names a WordNet 3.0 noun synset."""
-    try:
-        synset_of(wnid)
-        return True
-    except KeyError:
+    """True when ``wnid`` names a WordNet 3.0 noun synset.
+
+    Cheap: a wnid's number is the byte offset of its line in ``data.noun``, so this is one seek
+    and one line read — no nltk reader (whose loading takes seconds) is built.
+    """
+    if not WNID_RE.match(wnid) or int(wnid[1:]) == 0:
         return False
+    with open(wordnet_root() / "data.noun", "rb") as f:
+        f.seek(int(wnid[1:]) - 1)  # a synset line starts right after a newline
+        return f.read(10) == f"\n{wnid[1:]} ".encode()
 
 
 def _reader(root):

@@ -1,8 +1,8 @@
 """The Luigi DAG: thin tasks over the pure functions of the stage modules.
 
-    BuildImageNet21KP ─ WriteTables ─┬─ WriteShardGroup × shard_groups ─┬─ PlanShards ─┬─ BuildTree ─ CountClasses ─ IndexChunk × index_chunks ─ ListContainers [─ ExtractGzip]
-                                     │                                  └─ ClaimOutputDir
-                                     └─ (PlanShards, BuildTree, CountClasses)
+    BuildImageNet21KP ─ WriteTables ─ WriteShardGroup × shard_groups ─┬─ PlanShards ─┬─ CountClasses ─ IndexChunk × index_chunks ─ ListContainers [─ ExtractGzip]
+                                                                       ├─ BuildTree ──┘
+                                                                       └─ ClaimOutputDir
 
 The DAG is static (known task list, no dynamic dependencies), so workers on any host can pick
 up any task through ``luigid``. Work files live under ``work_dir`` in folders named by a hash of
@@ -284,22 +284,22 @@ class BuildTree(DatasetTask):
 
 
 class PlanShards(IndexMixin):
-    """Stage 4: validation split and the sample → shard plan (``plan.parquet``)."""
+    """Stage 4: validation split and the sample → shard plan (``plan.parquet``).
+
+    Needs the class list (the sorted kept wnids), not the tree, so it runs beside ``BuildTree``.
+    """
 
     def requires(self):
-        return {"tree": self.clone(BuildTree), "counts": self.clone(CountClasses),
-                "index": self.index_requirements()}
+        return {"counts": self.clone(CountClasses), "index": self.index_requirements()}
 
     def output(self):
         return luigi.LocalTarget(str(self.plan_dir / "plan.parquet"))
 
     def run(self):
-        from hierarchy import SemanticTree
-
-        tree = SemanticTree.load(self.input()["tree"].path)
+        class_list = classes_mod.kept_wnids(pq.read_table(self.input()["counts"]["counts"].path))
         images, _ = self.read_index()
         images, _ = classes_mod.drop_duplicate_keys(images)
-        plan = plan_samples(images, list(tree.class_list), self.val_per_class, self.val_rule, self.seed,
+        plan = plan_samples(images, class_list, self.val_per_class, self.val_rule, self.seed,
                             self.samples_per_shard)
         path = Path(self.output().path)
         path.parent.mkdir(parents=True, exist_ok=True)
