@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     tree = stage("3  semantic tree (wordnet)", lambda: SemanticTree.build(wnids))
     plan = stage("4  split and plan", lambda: plan_samples(index, list(tree.class_list), 50, "first", 0,
                                                           args.samples_per_shard))
-    del index
+    index = None  # free the index before the tables stage
     with tempfile.TemporaryDirectory() as tmp:
         tree_path = Path(tmp) / "tree.json"
         tree.save(tree_path)

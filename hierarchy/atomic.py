@@ -7,10 +7,13 @@ from pathlib import Path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path``, flush it to disk, then ``os.replace`` it."""
+    """Write ``data`` to a temp file next to ``path``, flush it to disk, then ``os.replace`` it.
+
+    The temp file is named ``.NAME.tmp-*``, the one pattern every stale-temp cleanup looks for.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

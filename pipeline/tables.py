@@ -14,7 +14,6 @@ import pyarrow.compute as pc
 
 from pipeline.index import REJECT_SCHEMA
 from pipeline.plan import SPLITS
-from pipeline.shards import shard_name
 
 TABLE_FILES = ("labels.parquet", "classes.parquet", "rejects.parquet", "class_counts.parquet")
 DATASET_NAME = "imagenet21kp"

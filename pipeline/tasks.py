@@ -23,6 +23,7 @@ import luigi
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hierarchy.atomic import atomic_write_bytes
 from pipeline import classes as classes_mod
 from pipeline import gzip_extract, tables
 from pipeline.archive import ArchiveError, Container, detect_layout, list_containers
@@ -59,11 +60,7 @@ def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def shards_present(output_dir, names) -> bool:

@@ -1,7 +1,6 @@
 """Shared fixtures: the project's own synthetic ImageNet-21K-shaped archive and the dataset built from it."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -27,7 +27,7 @@ def _tar_bytes(members: dict[str, bytes]) -> bytes:
 def outer_tar(tmp_path) -> Path:
     inner = {
         f"{WNID}.tar": _tar_bytes({f"{WNID}_10.JPEG": b"a" * 700, f"{WNID}_2.JPEG": b"bb", f"{WNID}_3.txt": b"x",
-                                  f"../{WNID}_4.JPEG": b"evil", f"n02084071_5.JPEG": b"other"}),
+                                  f"../{WNID}_4.JPEG": b"evil", "n02084071_5.JPEG": b"other"}),
         "n02084071.tar": _tar_bytes({"n02084071_1.JPEG": b"dog" * 300}),
         "README.txt": b"not a class",
     }

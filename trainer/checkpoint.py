@@ -23,28 +23,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from hierarchy.atomic import atomic_write_bytes
+
 CHECKPOINT = "checkpoint.pt"
 EXPORT_WEIGHTS = "model.pth"
 EXPORT_TREE = "semantic_tree.json"
 EXPORT_META = "model.json"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a same-directory temp file, fsync and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
