@@ -293,9 +293,11 @@ class PlanShards(IndexMixin):
         return luigi.LocalTarget(str(self.plan_dir / "plan.parquet"))
 
     def run(self):
-        class_list = classes_mod.kept_wnids(pq.read_table(self.input()["counts"]["counts"].path))
+        counts = self.input()["counts"]
+        class_list = classes_mod.kept_wnids(pq.read_table(counts["counts"].path))
         images, _ = self.read_index()
-        images, _ = classes_mod.drop_duplicate_keys(images)
+        if pq.ParquetFile(counts["duplicates"].path).metadata.num_rows:  # CountClasses found some
+            images, _ = classes_mod.drop_duplicate_keys(images)
         plan = plan_samples(images, class_list, self.val_per_class, self.val_rule, self.seed,
                             self.samples_per_shard)
         path = Path(self.output().path)

@@ -196,3 +196,23 @@ def test_bad_members_are_rejected_with_reasons_and_nothing_escapes(tmp_path):
                                                               if len(ks) < PARAMS["min_images"] for k in ks}
     outside = [p for p in tmp_path.rglob("*") if p.is_file() and "bad" not in p.relative_to(tmp_path).parts]
     assert outside == []
+
+
+def test_a_member_stored_twice_is_kept_once_and_the_copy_rejected(tmp_path):
+    wnid = "n01440764"
+    img = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(img, "JPEG")
+    archive = tmp_path / "tars"
+    archive.mkdir()
+    with tarfile.open(archive / f"{wnid}.tar", "w") as tf:
+        for name in [f"{wnid}_{i}.JPEG" for i in range(1, 5)] + [f"{wnid}_2.JPEG"]:  # _2 stored twice
+            ti = tarfile.TarInfo(name)
+            ti.size = len(img.getvalue())
+            tf.addfile(ti, io.BytesIO(img.getvalue()))
+    out = build_dataset(archive, tmp_path / "ds", min_images=1, val_per_class=1, shard_groups=1, index_chunks=1)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["accounting"] == {"archive_entries": 5, "in_shards": 4, "rejected": 1, "in_dropped_classes": 0,
+                                   "balanced": True}
+    assert stats["rejects_by_reason"] == {"duplicate_key": 1}
+    keys = sorted(r["key"] for r in pq.read_table(out / "labels.parquet").to_pylist())
+    assert keys == [f"{wnid}_{i}" for i in range(1, 5)]
