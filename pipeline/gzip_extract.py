@@ -13,6 +13,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
+from hierarchy.atomic import atomic_write_bytes
 from pipeline.archive import CLASS_TAR_RE, ArchiveError, Container
 
 MANIFEST = "_outer_members.json"
@@ -46,9 +47,7 @@ def extract_class_tars(archive: str | os.PathLike, dest: str | os.PathLike, prog
                 f"of {total}: {exc}"
             ) from exc
     manifest = dict(archive=str(archive), members=members)
-    tmp = dest / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, dest / MANIFEST)
+    atomic_write_bytes(dest / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     return manifest
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from hierarchy.atomic import atomic_write_bytes
 from pipeline.archive import ArchiveReader
 from pipeline.crashpoints import crash_point
 from pipeline.shards import remove_stale_temp_files, sample_json, shard_name, write_shard
@@ -96,9 +97,7 @@ def write_shard_group(plan_path, group: int, groups: int, archive_root, output_d
                 samples, rejects = convert_shard(rows, reader, chains, image_size, jpeg_quality)
                 info = {"name": name, "split": split, "shard": shard, "num_samples": len(samples),
                         "rejects": rejects}
-                tmp = sidecar.with_name(f".{sidecar.name}.tmp-{os.getpid()}")
-                tmp.write_text(json.dumps(info, sort_keys=True))
-                os.replace(tmp, sidecar)
+                atomic_write_bytes(sidecar, json.dumps(info, sort_keys=True).encode())
                 crash_point("shard_sidecar")
                 write_shard(target, samples)
                 log_write(sidecar_dir, name)

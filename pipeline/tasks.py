@@ -48,12 +48,13 @@ def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
+def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> None:
     """Write a Parquet file atomically with settings that give identical bytes on every rerun."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=max(1, min(table.num_rows, 1 << 20)),
+    pq.write_table(table, tmp, compression="zstd",
+                   row_group_size=row_group_size or max(1, min(table.num_rows, 1 << 20)),
                    write_statistics=True, store_schema=True)
     os.replace(tmp, path)
 
@@ -301,12 +302,10 @@ class PlanShards(IndexMixin):
         plan = plan_samples(images, class_list, self.val_per_class, self.val_rule, self.seed,
                             self.samples_per_shard)
         path = Path(self.output().path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        # one row group per shard so a shard task reads only its own rows
-        pq.write_table(plan, tmp, compression="zstd", row_group_size=self.samples_per_shard)
         write_text(path.with_suffix(".shards.json"), json.dumps(shard_counts(plan), sort_keys=True))
-        os.replace(tmp, path)  # the plan itself last: it marks the stage done
+        # the plan itself last (it marks the stage done); one row group per shard, so a shard task
+        # reads only its own rows
+        write_parquet(plan, path, row_group_size=self.samples_per_shard)
 
 
 class ClaimOutputDir(DatasetTask):
