@@ -3,7 +3,7 @@
 ``SemanticTree.build(wnids)`` turns kept classes into the tree; ``python -m hierarchy --help``
 is the command line. No torch here: the dataset pipeline uses this package too.
 """
-from hierarchy.isa import SOURCES, unknown_wnids
+from hierarchy.isa import SOURCES, parent_mapping, placeable, unknown_wnids
 from hierarchy.tree import SemanticTree
 
-__all__ = ["SOURCES", "SemanticTree", "unknown_wnids"]
+__all__ = ["SOURCES", "SemanticTree", "parent_mapping", "placeable", "unknown_wnids"]

@@ -93,8 +93,19 @@ def unknown_wnids(wnids: Iterable[str], source: str = "wordnet",
     """The wnids (in input order, once each) that ``source`` cannot place in the tree: for
     ``wordnet`` those that are not WordNet 3.0 nouns; for ``is_a`` those the file never mentions
     that are not WordNet 3.0 nouns either."""
+    is_placeable = placeable(source, is_a_path)
+    return [w for w in dict.fromkeys(wnids) if not is_placeable(w)]
+
+
+def placeable(source: str = "wordnet", is_a_path: str | Path | None = None) -> Callable[[str], bool]:
+    """A cheap test of whether ``source`` can place a wnid (see :func:`unknown_wnids`); the
+    is-a file is read once, WordNet is looked up by one seek per wnid (no nltk load)."""
     _check_source(source, is_a_path)
-    return _unplaceable(wnids, read_is_a(is_a_path) if source == "is_a" else None)
+    if source != "is_a":
+        return is_known_wnid
+    parents = read_is_a(is_a_path)
+    mentioned = set(parents) | set(parents.values())
+    return lambda wnid: wnid in mentioned or is_known_wnid(wnid)
 
 
 def parent_mapping(wnids: Iterable[str], source: str = "wordnet",
@@ -106,7 +117,7 @@ def parent_mapping(wnids: Iterable[str], source: str = "wordnet",
     _check_source(source, is_a_path)
     wnids = list(dict.fromkeys(wnids))
     is_a_parents = read_is_a(is_a_path) if source == "is_a" else None
-    unknown = _unplaceable(wnids, is_a_parents)
+    unknown = unknown_wnids(wnids, source, is_a_path)
     if unknown:
         what = (f"neither in {is_a_path} nor WordNet 3.0 nouns" if is_a_parents is not None
                 else "not WordNet 3.0 nouns")
@@ -125,11 +136,3 @@ def _check_source(source: str, is_a_path: str | Path | None) -> None:
         raise ValueError(f"unknown is-a source {source!r}; choose one of {', '.join(SOURCES)}")
     if source == "is_a" and is_a_path is None:
         raise ValueError("source 'is_a' needs is_a_path (ImageNet's wordnet.is_a.txt)")
-
-
-def _unplaceable(wnids: Iterable[str], is_a_parents: Mapping[str, str] | None) -> list[str]:
-    """wnids that are not WordNet nouns and (with an is-a file) not mentioned in it."""
-    mentioned = set()
-    if is_a_parents is not None:
-        mentioned = set(is_a_parents) | set(is_a_parents.values())
-    return [w for w in dict.fromkeys(wnids) if w not in mentioned and not is_known_wnid(w)]

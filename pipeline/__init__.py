@@ -9,21 +9,19 @@ __version__ = "0.1.0"
 
 from pipeline.tasks import (  # noqa: E402  (Luigi finds tasks through this module)
     BuildImageNet21KP,
-    BuildTree,
     ClaimOutputDir,
-    CountClasses,
+    ConvertGzip,
+    ConvertRange,
     DatasetTask,
-    ExtractGzip,
-    IndexChunk,
-    ListContainers,
     PipelineError,
-    PlanShards,
-    WriteShardGroup,
+    PlanDataset,
+    ReadTaxonomy,
+    WriteShards,
     WriteTables,
 )
 
-__all__ = ["BuildImageNet21KP", "BuildTree", "ClaimOutputDir", "CountClasses", "DatasetTask", "ExtractGzip", "IndexChunk",
-           "ListContainers", "PipelineError", "PlanShards", "WriteShardGroup", "WriteTables", "build_dataset"]
+__all__ = ["BuildImageNet21KP", "ClaimOutputDir", "ConvertGzip", "ConvertRange", "DatasetTask", "PipelineError",
+           "PlanDataset", "ReadTaxonomy", "WriteShards", "WriteTables", "build_dataset"]
 
 
 def build_dataset(archive, output_dir, workers: int = 1, **params):
@@ -36,10 +34,12 @@ def build_dataset(archive, output_dir, workers: int = 1, **params):
 
     import luigi
 
+    from pipeline.archive import ArchiveError
+
     task = BuildImageNet21KP(archive=str(archive), output_dir=str(output_dir), **params)
     failures: list[str] = []
 
-    def remember(failed_task, exception):  # run failures (in-process workers) and broken complete()
+    def remember(failed_task, exception):  # run failures (in-process workers) and broken complete()/requires()
         failures.append(f"{failed_task.task_family}: {exception}")
 
     events = (luigi.Event.FAILURE, luigi.Event.BROKEN_TASK)
@@ -51,6 +51,10 @@ def build_dataset(archive, output_dir, workers: int = 1, **params):
     finally:
         for event in events:
             DatasetTask.remove_event_handler(event, remember)
-    if failures or not task.complete():
+    try:
+        done = not failures and task.complete()
+    except ArchiveError as exc:
+        raise PipelineError(str(exc)) from None
+    if not done:
         raise PipelineError("build did not complete: " + ("; ".join(failures) or result.summary_text))
     return Path(output_dir)

@@ -1,16 +1,16 @@
-"""Read the raw ImageNet-21K archive in place.
+"""Read the raw ImageNet-21K archive in place: its layout and its class containers.
 
 Four layouts are accepted (see :func:`detect_layout`):
 
 ``tar``          fall11 style: an uncompressed outer tar of per-class tars ``nXXXXXXXX.tar``.
-``tar.gz``       winter21 style: the same, gzip-compressed; :mod:`pipeline.gzip_extract` turns it
-                 into a ``tars-dir`` in the work dir with one sequential pass.
+``tar.gz``       winter21 style: the same, gzip-compressed; inflated as one stream, never copied.
 ``tars-dir``     a directory of per-class ``nXXXXXXXX.tar`` files.
 ``folders-dir``  a directory of per-class folders ``nXXXXXXXX/`` of image files.
 
-Nothing is extracted from an uncompressed archive: a *container* is a class tar (or folder) and
-every image is addressed by a :class:`Location` — a file relative to the archive root plus a byte
-range — found by scanning tar headers with seeks. Member names are data, never paths.
+Nothing is extracted. A *container* is a class tar (or folder); :func:`list_containers` lists
+them in the order the build reads them (byte order for ``tar``: its header scan reads 512 bytes
+per outer member with ``pread`` and jumps over the class tars; name order for folders) and
+:func:`container_entries` walks one front to back. Member names are data, never paths.
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+from pipeline.tarstream import TarDamage, TarReader, padded, pax_records
 
 LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir")
 CLASS_TAR_RE = re.compile(r"^(n\d{8})\.tar$")
@@ -41,19 +43,18 @@ class Container:
     wnid: str | None  # None when the name is not a class name (it will be rejected)
     source: str  # file relative to the archive root ("" = the archive file itself)
     offset: int  # byte offset of the class tar's data in ``source`` (0 for files/folders)
-    size: int
-    kind: str  # "tar" or "folder"
+    size: int  # bytes of the class tar (0 for folders and non-files)
+    kind: str  # "tar", "folder", "other" (not a class container) or "duplicate" (a wnid seen before)
+    weight: int = 0  # work estimate for splitting the build into tasks: bytes, or files of a folder
 
 
 @dataclass(frozen=True)
-class Member:
-    """One file inside a container, before any name checks."""
+class Entry:
+    """One member of a container as it is read: its name as stored (data, not a path) and size."""
 
-    name: str  # name as stored (data, not a path)
-    source: str
-    offset: int
+    name: str
     size: int
-    is_file: bool = True
+    is_file: bool
 
 
 def detect_layout(path: str | os.PathLike) -> str:
@@ -101,145 +102,118 @@ def class_wnid(container_name: str, kind: str) -> str | None:
     return container_name if CLASS_DIR_RE.match(container_name) else None
 
 
-def _checked_members(tf: tarfile.TarFile, file_size: int, what: str, base: int = 0) -> Iterator[tarfile.TarInfo]:
-    """Iterate a tar's members, raising ArchiveError where data runs past the end of the file."""
-    end = 0
-    try:
-        for ti in tf:
-            if ti.isfile() and base + ti.offset_data + ti.size > file_size:
-                raise ArchiveError(
-                    f"truncated archive {what}: member {ti.name!r} at byte {base + ti.offset_data} "
-                    f"needs {ti.size} bytes but the file ends at byte {file_size}"
-                )
-            end = ti.offset_data + ((ti.size + BLOCK - 1) // BLOCK) * BLOCK
-            yield ti
-    except tarfile.ReadError as exc:  # header cut in half, garbage where a header should be
-        raise ArchiveError(f"truncated or corrupt archive {what} after byte {base + end}: {exc}") from exc
-    if end and base + end >= file_size:
-        raise ArchiveError(
-            f"truncated archive {what}: no end-of-archive marker after the last member "
-            f"(file ends at byte {file_size})"
-        )
-
-
 def list_containers(root: str | os.PathLike, layout: str) -> list[Container]:
-    """All class containers of an uncompressed layout, sorted by name.
+    """All containers of an uncompressed layout, in read order (see the module docstring).
 
-    For ``tar`` this scans the outer tar's headers with seeks (no data is read). Entries that are
-    not class tars are returned too, with ``wnid=None``, so they can be rejected with a reason.
+    Entries that are not class containers come back too (``wnid=None``, kind ``other``), and a
+    second container of a wnid already listed gets kind ``duplicate``, so both can be rejected
+    with a reason. Raises :class:`ArchiveError` for a truncated or corrupt outer tar.
     """
     root = Path(root)
     out: list[Container] = []
     if layout == "tar":
-        size = root.stat().st_size
-        with open(root, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tf:
-            for ti in _checked_members(tf, size, str(root)):
-                kind = "tar" if ti.isfile() and ti.name.endswith(".tar") else "other"
-                wnid = class_wnid(ti.name, "tar") if ti.isfile() else None
-                out.append(Container(ti.name, wnid, "", ti.offset_data, ti.size, kind))
+        for name, offset, size, is_file in scan_tar_headers(root):
+            kind = "tar" if is_file and name.endswith(".tar") else "other"
+            wnid = class_wnid(name, "tar") if is_file else None
+            out.append(Container(name, wnid, "", offset, size, kind, size))
     elif layout == "tars-dir":
-        for entry in os.scandir(root):
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
             if entry.is_file() and entry.name.endswith(".tar"):
-                out.append(Container(entry.name, class_wnid(entry.name, "tar"), entry.name, 0,
-                                     entry.stat().st_size, "tar"))
+                size = entry.stat().st_size
+                out.append(Container(entry.name, class_wnid(entry.name, "tar"), entry.name, 0, size, "tar", size))
             else:
                 out.append(Container(entry.name, None, entry.name, 0, 0, "other"))
     elif layout == "folders-dir":
-        for entry in os.scandir(root):
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
             if entry.is_dir():
-                out.append(Container(entry.name, class_wnid(entry.name, "folder"), entry.name, 0, 0, "folder"))
+                files = sum(1 for _ in os.scandir(entry.path))  # names only: no stat per image
+                out.append(Container(entry.name, class_wnid(entry.name, "folder"), entry.name, 0, 0, "folder", files))
             else:
                 out.append(Container(entry.name, None, entry.name, 0, 0, "other"))
     else:
         raise ValueError(f"list_containers needs an uncompressed layout, not {layout!r}")
-    return sorted(out, key=lambda c: c.name)
+    return mark_duplicates(out)
 
 
-class _Window:
-    """A read-only file view of ``[offset, offset + size)`` of an open file (for tarfile)."""
-
-    def __init__(self, f, offset: int, size: int):
-        self._f, self._start, self._size, self._pos = f, offset, size, 0
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        n = self._size - self._pos if n is None or n < 0 else min(n, self._size - self._pos)
-        if n <= 0:
-            return b""
-        self._f.seek(self._start + self._pos)
-        data = self._f.read(n)
-        self._pos += len(data)
-        return data
-
-
-def list_members(root: str | os.PathLike, container: Container) -> list[Member]:
-    """Files of one container with their byte ranges (tar headers scanned with seeks).
-
-    Raises :class:`ArchiveError` when the class tar itself is unreadable or truncated.
-    """
-    root = Path(root)
-    if container.kind == "folder":
-        folder = root / container.source
-        out = []
-        for entry in os.scandir(folder):
-            rel = f"{container.source}/{entry.name}"
-            is_file = entry.is_file(follow_symlinks=False)
-            out.append(Member(entry.name, rel, 0, entry.stat().st_size if is_file else 0, is_file))
-        return sorted(out, key=lambda m: m.name)
-    path = root if container.source == "" else root / container.source
+def mark_duplicates(containers: list[Container]) -> list[Container]:
+    """``containers`` with every container of an already listed wnid turned into kind ``duplicate``."""
+    seen: set[str] = set()
     out = []
-    with open(path, "rb") as f:
-        window = _Window(f, container.offset, container.size)
-        try:
-            tf = tarfile.open(fileobj=window, mode="r:")
-        except tarfile.TarError as exc:
-            raise ArchiveError(f"class tar {container.name} is not a readable tar: {exc}") from exc
-        with tf:
-            for ti in _checked_members(tf, container.offset + container.size, container.name,
-                                       base=container.offset):
-                out.append(Member(ti.name, container.source, container.offset + ti.offset_data,
-                                  ti.size, ti.isfile()))
+    for c in containers:
+        if c.wnid is not None and c.kind in ("tar", "folder"):
+            if c.wnid in seen:
+                c = Container(c.name, c.wnid, c.source, c.offset, c.size, "duplicate", c.weight)
+            seen.add(c.wnid)
+        out.append(c)
     return out
 
 
-class ArchiveReader:
-    """Reads member bytes by location, keeping a small cache of open files."""
+def scan_tar_headers(path: str | os.PathLike) -> Iterator[tuple[str, int, int, bool]]:
+    """``(name, data offset, size, is_file)`` of each member of an uncompressed tar file.
 
-    def __init__(self, root: str | os.PathLike, max_open: int = 64):
-        self.root = Path(root)
-        self.max_open = max_open
-        self._files: dict[str, object] = {}
+    One ``pread`` of 512 bytes per header (plus GNU long names / pax records), jumping over the
+    data; no Python buffer reads ahead. Raises :class:`ArchiveError` naming the byte offset where
+    the tar is cut short or corrupt.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        file_size = os.fstat(fd).st_size
+        offset, long_name, pax = 0, None, {}
+        while True:
+            buf = os.pread(fd, BLOCK, offset)
+            if len(buf) < BLOCK:
+                raise ArchiveError(f"truncated archive {path}: no end-of-archive marker "
+                                   f"(the file ends at byte {file_size}, inside or right after a member)")
+            if buf == bytes(BLOCK):
+                return
+            try:
+                ti = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
+            except tarfile.HeaderError as exc:
+                raise ArchiveError(f"truncated or corrupt archive {path}: unreadable header at byte {offset}: {exc}") from None
+            data_offset = offset + BLOCK
+            if ti.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.GNUTYPE_LONGLINK, tarfile.XGLTYPE):
+                data = os.pread(fd, ti.size, data_offset)
+                if ti.type == tarfile.GNUTYPE_LONGNAME:
+                    long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                elif ti.type == tarfile.XHDTYPE:
+                    pax.update(pax_records(data))
+                offset = data_offset + padded(ti.size)
+                continue
+            name = pax.get("path", long_name if long_name is not None else ti.name)
+            size = int(pax["size"]) if "size" in pax else ti.size
+            long_name, pax = None, {}
+            is_file = ti.isreg()
+            if ti.issym() or ti.islnk():
+                size = 0
+            if data_offset + size > file_size:
+                raise ArchiveError(f"truncated archive {path}: member {name!r} at byte {data_offset} needs "
+                                   f"{size} bytes but the file ends at byte {file_size}")
+            yield name, data_offset, size, is_file
+            offset = data_offset + padded(size)
+    finally:
+        os.close(fd)
 
-    def read(self, source: str, offset: int, size: int) -> bytes:
-        f = self._files.get(source)
-        if f is None:
-            if len(self._files) >= self.max_open:
-                self.close()
-            f = open(self.root if source == "" else self.root / source, "rb")
-            self._files[source] = f
-        f.seek(offset)
-        data = f.read(size)
-        if len(data) != size:
-            raise ArchiveError(f"short read: {source or self.root} byte {offset}: wanted {size}, got {len(data)}")
-        return data
 
-    def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
+def tar_entries(stream, end: int) -> Iterator[tuple[Entry, Callable[[], bytes]]]:
+    """Members of the class tar at ``stream.tell()`` ending by ``end``, with a reader of the data.
 
-    def __enter__(self):
-        return self
+    The reader must be called before the next member is asked for (or not at all: the data is
+    then skipped). Damage raises :class:`pipeline.tarstream.TarDamage` after the members before
+    it; the stream is always left at ``end``.
+    """
+    reader = TarReader(stream, end)
+    try:
+        for member in reader:
+            yield Entry(member.name, member.size, member.is_file), reader.read_data
+    finally:
+        reader.finish()
 
-    def __exit__(self, *exc):
-        self.close()
+
+def folder_files(root: str | os.PathLike, container: Container) -> list[tuple[str, str, bool]]:
+    """``(name, path, is_file)`` of the entries of a class folder, sorted by name."""
+    folder = Path(root) / container.source
+    return sorted((e.name, e.path, e.is_file(follow_symlinks=False)) for e in os.scandir(folder))
+
+
+__all__ = ["LAYOUTS", "ArchiveError", "Container", "Entry", "TarDamage", "class_wnid", "detect_layout",
+           "folder_files", "list_containers", "scan_tar_headers", "tar_entries"]

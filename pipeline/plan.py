@@ -1,10 +1,12 @@
-"""Stage 4 — split and plan: which images are held out, and which shard every sample goes to.
+"""Stage 2 — plan: the class list, and which shard and position every converted sample goes to.
 
-- Validation: ``val_per_class`` images per class. Rule ``first`` (the released rule) takes the
-  first ones in sorted member-name order; rule ``random`` draws them with ``seed``.
-- Train samples are shuffled across classes with a seeded permutation, so no train shard holds a
-  single class; validation samples stay in class order. Shards hold ``samples_per_shard``
-  samples, all equal except the last of each split.
+Made from what actually decoded (the parts of stage 1), so every shard holds exactly
+``samples_per_shard`` samples except the last of each split:
+
+- classes are the kept wnids, sorted; a class's index is its position;
+- train samples are in :func:`pipeline.parts.train_order` order (a seeded hash of the key, ties by
+  key): shuffled across classes, and independent of how the build was split into tasks;
+- validation samples are in class order, then member-name order.
 """
 from __future__ import annotations
 
@@ -13,54 +15,37 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SPLITS = ("train", "validation")
-VAL_RULES = ("first", "random")
+PLAN_COLUMNS = ("split", "shard", "position", "key", "wnid", "class_index", "part", "offset", "length",
+                "width", "height")
 
 
-def plan_samples(index: pa.Table, class_list: list[str], val_per_class: int, val_rule: str,
-                 seed: int, samples_per_shard: int) -> pa.Table:
-    """The plan: index rows of kept classes with ``class_index``, ``split``, ``shard``, ``position``.
+def kept_wnids(classes: pa.Table) -> list[str]:
+    """Sorted wnids of the kept classes (the class list; index = position)."""
+    return sorted(set(classes.filter(classes.column("kept")).column("wnid").to_pylist()))
 
-    Rows come out in write order: split (train first), shard, position in shard.
+
+def plan_samples(samples: pa.Table, class_list: list[str], samples_per_shard: int) -> pa.Table:
+    """The plan: one row per sample (:data:`PLAN_COLUMNS`), in write order (train first, then
+    validation; shard; position).
+
+    ``samples`` are the parts' sample rows with a ``part`` column (the part's number).
     """
-    if val_rule not in VAL_RULES:
-        raise ValueError(f"val_rule must be one of {VAL_RULES}, not {val_rule!r}")
     if samples_per_shard < 1:
         raise ValueError("samples_per_shard must be >= 1")
     classes = pa.array(class_list, pa.string())
-    kept = index.filter(pc.is_in(index.column("wnid"), value_set=classes))
-    kept = kept.sort_by([("wnid", "ascending"), ("member", "ascending")])
-    n = kept.num_rows
-    class_index = pc.index_in(kept.column("wnid"), value_set=classes).to_numpy(zero_copy_only=False).astype(np.int64)
-
-    # position of each row inside its class, in the order the rule ranks them
-    starts = np.flatnonzero(np.r_[True, class_index[1:] != class_index[:-1]]) if n else np.array([], int)
-    sizes = np.diff(np.r_[starts, n])
-    if val_rule == "first":
-        order_in_class = np.arange(n) - np.repeat(starts, sizes)
-    else:
-        rng = np.random.default_rng([seed, 1])
-        rank_key = rng.random(n)
-        order = np.lexsort((rank_key, class_index))  # rows grouped by class, random within
-        order_in_class = np.empty(n, dtype=np.int64)
-        order_in_class[order] = np.arange(n) - np.repeat(starts, sizes)
-    is_val = order_in_class < val_per_class
-
-    val_rows = np.flatnonzero(is_val)  # already class order, then name order (or rank) below
-    if val_rule == "random":
-        val_rows = val_rows[np.lexsort((order_in_class[val_rows], class_index[val_rows]))]
-    train_rows = np.flatnonzero(~is_val)
-    train_rows = train_rows[np.random.default_rng([seed, 0]).permutation(len(train_rows))]
-
     parts = []
-    for split, rows in (("train", train_rows), ("validation", val_rows)):
-        pos = np.arange(len(rows))
-        t = kept.take(pa.array(rows, pa.int64()))
-        t = t.append_column("class_index", pa.array(class_index[rows], pa.int64()))
-        t = t.append_column("split", pa.array([split] * len(rows), pa.string()))
-        t = t.append_column("shard", pa.array(pos // samples_per_shard, pa.int64()))
-        t = t.append_column("position", pa.array(pos % samples_per_shard, pa.int64()))
-        parts.append(t)
-    return pa.concat_tables(parts)
+    for split, order in (("train", [("order", "ascending"), ("key", "ascending")]),
+                         ("validation", [("wnid", "ascending"), ("member", "ascending")])):
+        rows = samples.filter(pc.equal(samples.column("split"), split)).sort_by(order)
+        pos = np.arange(rows.num_rows, dtype=np.int64)
+        rows = rows.append_column("class_index", pc.index_in(rows.column("wnid"), value_set=classes).cast(pa.int64()))
+        rows = rows.append_column("shard", pa.array(pos // samples_per_shard))
+        rows = rows.append_column("position", pa.array(pos % samples_per_shard))
+        parts.append(rows.select(list(PLAN_COLUMNS)))
+    plan = pa.concat_tables(parts)
+    if plan.column("class_index").null_count:
+        raise ValueError("a sample's class is not in the class list")
+    return plan
 
 
 def shard_counts(plan: pa.Table) -> dict[str, int]:
@@ -70,3 +55,12 @@ def shard_counts(plan: pa.Table) -> dict[str, int]:
         shards = plan.filter(pc.equal(plan.column("split"), split)).column("shard")
         out[split] = (pc.max(shards).as_py() + 1) if len(shards) else 0
     return out
+
+
+def shard_sizes(plan: pa.Table) -> list[int]:
+    """Rows of each shard in plan order (train shards, then validation shards)."""
+    split = plan.column("split").to_numpy(zero_copy_only=False)
+    shard = plan.column("shard").to_numpy()
+    key = np.where(split == "train", 0, 1) * (1 << 40) + shard
+    _, counts = np.unique(key, return_counts=True)  # unique sorts: train shards first, in order
+    return counts.tolist()

@@ -1,10 +1,9 @@
-"""Stage 5 driver: turn the plan rows of one shard group into shard files.
+"""Stage 3 — assemble: shards written from the parts' JPEG bytes (no decoding) in plan order.
 
-Shards are dealt to ``groups`` tasks round-robin over a global shard numbering (train shards
-first, then validation). For each shard, images are read in archive order (locality), converted
-with :func:`pipeline.images.squish_resize_with_size`, and written in plan order. A small sidecar
-JSON per shard (sample count, decode rejects) is written before the shard itself, so a rerun after
-a kill skips finished shards and still knows their rejects.
+Shards are numbered train first, then validation, and each shard task takes a contiguous range
+of them (:func:`shard_range`). A train shard's samples are one contiguous byte range in every
+part (parts list train samples in the global train order), validation samples one range per
+class, so a task reads each part front to back with one ``pread`` per (shard, part) run.
 """
 from __future__ import annotations
 
@@ -15,95 +14,115 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from hierarchy.atomic import atomic_write_bytes
-from pipeline.archive import ArchiveReader
 from pipeline.crashpoints import crash_point
-from pipeline.shards import remove_stale_temp_files, sample_json, shard_name, write_shard
-
-MAX_MEMBER_BYTES = 512 << 20  # larger members are rejected unread
-
+from pipeline.outputs import remove_stale_temp_files, write_text
+from pipeline.plan import SPLITS
+from pipeline.shards import sample_json, shard_name, write_shard
 
 WRITES_LOG = "writes.log"
+SAMPLE_COLUMNS = ["key", "wnid", "class_index", "part", "offset", "length", "width", "height"]
 
 
-def log_write(sidecar_dir: Path, name: str) -> None:
+def log_write(log_dir: Path, name: str) -> None:
     """Append ``name host pid`` to the audit log of shard writes (one small O_APPEND write)."""
     line = f"{name}\t{socket.gethostname()}\t{os.getpid()}\n".encode()
-    fd = os.open(sidecar_dir / WRITES_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(log_dir / WRITES_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
     finally:
         os.close(fd)
 
 
-def group_shards(shard_counts: dict[str, int], group: int, groups: int) -> list[tuple[str, int]]:
-    """The (split, shard) pairs that belong to ``group`` of ``groups``."""
-    out, gid = [], 0
-    for split in ("train", "validation"):
-        for shard in range(shard_counts.get(split, 0)):
-            if gid % groups == group:
-                out.append((split, shard))
-            gid += 1
-    return out
+def all_shards(shard_counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Every (split, shard) in global order: train shards, then validation shards."""
+    return [(split, s) for split in SPLITS for s in range(shard_counts.get(split, 0))]
 
 
-def convert_shard(rows: list[dict], reader: ArchiveReader, chains: list[list[int]], image_size: int,
-                  jpeg_quality: int) -> tuple[list[tuple[str, dict]], list[dict]]:
-    """Samples (in plan order) and decode rejects for the plan rows of one shard."""
-    from pipeline.images import BadImage, squish_resize_with_size  # PIL only where images are made
-
-    converted: dict[int, tuple[str, dict]] = {}
-    rejects = []
-    for row in sorted(rows, key=lambda r: (r["source"], r["offset"])):
-        reason, detail = None, ""
-        if row["size"] > MAX_MEMBER_BYTES:
-            reason, detail = "too_large", f"{row['size']} bytes"
-        else:
-            data = reader.read(row["source"], row["offset"], row["size"])
-            try:
-                jpg, (w, h) = squish_resize_with_size(data, size=image_size, quality=jpeg_quality)
-            except BadImage as exc:
-                reason, detail = exc.reason, str(exc)
-            except Exception as exc:  # never stop a long build for one image; record it
-                reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"
-        if reason:
-            rejects.append(dict(key=row["key"], member=row["member"], wnid=row["wnid"], stage="decode",
-                                reason=reason, detail=detail[:500]))
-            continue
-        ci = row["class_index"]
-        converted[row["position"]] = (row["key"], {
-            "jpg": jpg, "cls": str(ci).encode(),
-            "json": sample_json(row["wnid"], ci, chains[ci], w, h)})
-    samples = [converted[p] for p in sorted(converted)]
-    return samples, sorted(rejects, key=lambda r: r["key"])
+def shard_range(shard_counts: dict[str, int], task: int, tasks: int) -> list[tuple[str, int, int]]:
+    """``(split, shard, global index)`` of the shards of ``task`` of ``tasks``: a contiguous range."""
+    shards = all_shards(shard_counts)
+    lo, hi = task * len(shards) // tasks, (task + 1) * len(shards) // tasks
+    return [(split, s, g) for g, (split, s) in enumerate(shards) if lo <= g < hi]
 
 
-def write_shard_group(plan_path, group: int, groups: int, archive_root, output_dir: Path, sidecar_dir: Path,
-                      chains: list[list[int]], image_size: int, jpeg_quality: int, task=None) -> dict:
-    """Write every missing shard of ``group``; return the group summary (shards and rejects)."""
-    sidecar_dir.mkdir(parents=True, exist_ok=True)
+class PartFiles:
+    """Open ``.bin`` files of the parts, read by coalesced byte runs."""
+
+    def __init__(self, bases: list[str]):
+        self.bases, self._fds = bases, {}
+
+    def read_runs(self, part: int, spans: list[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each ``(offset, length)`` span (sorted by offset) of one part."""
+        fd = self._fds.get(part)
+        if fd is None:
+            fd = self._fds[part] = os.open(f"{self.bases[part]}.bin", os.O_RDONLY)
+        out, i = [], 0
+        while i < len(spans):
+            start, end, j = spans[i][0], spans[i][0] + spans[i][1], i + 1
+            while j < len(spans) and spans[j][0] == end:  # adjacent: one read
+                end += spans[j][1]
+                j += 1
+            run = os.pread(fd, end - start, start)
+            if len(run) != end - start:
+                raise OSError(f"{self.bases[part]}.bin is shorter than its index says (byte {start})")
+            view = memoryview(run)
+            out += [bytes(view[o - start:o - start + n]) for o, n in spans[i:j]]
+            i = j
+        return out
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def shard_samples(rows: dict[str, list], parts: PartFiles, chains: list[list[int]]) -> list[tuple[str, dict]]:
+    """The samples of one shard (its plan rows, in position order) with their JPEG bytes."""
+    n = len(rows["key"])
+    by_part: dict[int, list[int]] = {}
+    for i in range(n):
+        by_part.setdefault(rows["part"][i], []).append(i)
+    jpgs: list[bytes | None] = [None] * n
+    for part in sorted(by_part):
+        idx = sorted(by_part[part], key=lambda i: rows["offset"][i])
+        for i, data in zip(idx, parts.read_runs(part, [(rows["offset"][i], rows["length"][i]) for i in idx])):
+            jpgs[i] = data
+    samples = []
+    for i in range(n):
+        ci = rows["class_index"][i]
+        samples.append((rows["key"][i], {
+            "jpg": jpgs[i], "cls": str(ci).encode(),
+            "json": sample_json(rows["wnid"][i], ci, chains[ci], rows["width"][i], rows["height"][i])}))
+    return samples
+
+
+def write_shards(plan_path: str | Path, part_bases: list[str], task: int, tasks: int, output_dir: Path,
+                 work_dir: Path, chains: list[list[int]], progress=None) -> dict:
+    """Write every missing shard of ``task``; return its summary (shard names and lengths)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
     counts = json.loads(Path(plan_path).with_suffix(".shards.json").read_text())
-    mine = group_shards(counts, group, groups)
-    progress = task.progress(len(mine), f"shard group {group}") if task is not None else None
-    summary = {"group": group, "groups": groups, "shards": []}
-    with ArchiveReader(archive_root) as reader:
-        for i, (split, shard) in enumerate(mine):
+    mine = shard_range(counts, task, tasks)
+    summary = {"task": task, "tasks": tasks, "shards": []}
+    plan = pq.ParquetFile(plan_path)  # one row group per shard, in global shard order
+    parts = PartFiles(part_bases)
+    try:
+        for i, (split, shard, g) in enumerate(mine):
             name = shard_name(split, shard)
             target = output_dir / name
-            sidecar = sidecar_dir / (name.replace("/", "__") + ".json")
             remove_stale_temp_files(target)
-            if not (target.is_file() and sidecar.is_file()):
-                rows = pq.read_table(plan_path, filters=[("split", "=", split), ("shard", "=", shard)]).to_pylist()
-                samples, rejects = convert_shard(rows, reader, chains, image_size, jpeg_quality)
-                info = {"name": name, "split": split, "shard": shard, "num_samples": len(samples),
-                        "rejects": rejects}
-                atomic_write_bytes(sidecar, json.dumps(info, sort_keys=True).encode())
-                crash_point("shard_sidecar")
-                write_shard(target, samples)
-                log_write(sidecar_dir, name)
-            summary["shards"].append(json.loads(sidecar.read_text()))
+            if not target.is_file():  # a shard on disk is complete (written atomically)
+                rows = plan.read_row_group(g, columns=SAMPLE_COLUMNS).to_pydict()
+                write_shard(target, shard_samples(rows, parts, chains))
+                log_write(work_dir, name)
+                crash_point("shard_written")
+            summary["shards"].append({"name": name, "split": split, "shard": shard,
+                                      "num_samples": plan.metadata.row_group(g).num_rows})
             if progress:
-                progress.update(i + 1, f"{name} done ({i + 1}/{len(mine)} shards of group {group})")
-    if progress:
-        progress.close()
+                progress(i + 1, f"{name} done ({i + 1}/{len(mine)} shards of task {task})")
+    finally:
+        parts.close()
     return summary
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    write_text(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")

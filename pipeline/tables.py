@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.index import REJECT_SCHEMA
+from pipeline.members import REJECT_SCHEMA
 from pipeline.plan import SPLITS
 
 TABLE_FILES = ("labels.parquet", "classes.parquet", "rejects.parquet", "class_counts.parquet")
@@ -20,28 +20,29 @@ DATASET_NAME = "imagenet21kp"
 
 
 def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects: pa.Table,
-                 group_summaries: list[dict]) -> tuple[dict[str, pa.Table], dict]:
-    """Output tables and the accounting of every archive entry."""
+                 shard_summaries: list[dict], archive_entries: int) -> tuple[dict[str, pa.Table], dict]:
+    """Output tables and the accounting of every archive entry.
+
+    ``class_counts`` are the parts' class rows, ``rejects`` their reject rows, ``shard_summaries``
+    what the shard tasks wrote and ``archive_entries`` the entries the convert stage read.
+    """
     from hierarchy import SemanticTree
 
     tree = SemanticTree.load(tree_path)
-    decode_rejects = [r for g in group_summaries for s in g["shards"] for r in s["rejects"]]
-    rejected_keys = {r["key"] for r in decode_rejects}
-    written = plan.filter(pc.invert(pc.is_in(plan.column("key"), value_set=pa.array(sorted(rejected_keys), pa.string()))))
-    class_index = written.column("class_index").combine_chunks()
+    class_index = plan.column("class_index").combine_chunks()
     chains = pa.array([tree.chain(c) for c in range(tree.num_classes)], pa.list_(pa.int64()))
     labels = pa.table({
-        "key": written.column("key"),
-        "split": written.column("split"),
-        "shard": written.column("shard"),
+        "key": plan.column("key"),
+        "split": plan.column("split"),
+        "shard": plan.column("shard"),
         "class_index": class_index,
-        "wnid": written.column("wnid"),
+        "wnid": plan.column("wnid"),
         "level": pc.take(pa.array(tree.level_of, pa.int64()), class_index),
         "semantic_chain": pc.take(chains, class_index),
     })
     n_split = {}
     for split in SPLITS:
-        in_split = pc.equal(written.column("split"), split).to_numpy(zero_copy_only=False)
+        in_split = pc.equal(plan.column("split"), split).to_numpy(zero_copy_only=False)
         ci = class_index.to_numpy(zero_copy_only=False)[in_split]
         n_split[split] = np.bincount(ci, minlength=tree.num_classes).tolist()
     classes = pa.table({
@@ -53,22 +54,19 @@ def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects
         "n_train": pa.array(n_split["train"], pa.int64()),
         "n_val": pa.array(n_split["validation"], pa.int64()),
     })
-    all_rejects = pa.concat_tables([rejects.cast(REJECT_SCHEMA),
-                                    pa.Table.from_pylist(decode_rejects, schema=REJECT_SCHEMA)])
-    all_rejects = all_rejects.sort_by([("stage", "ascending"), ("wnid", "ascending"), ("member", "ascending"),
-                                       ("reason", "ascending")])
-    shard_lengths = {}
-    for g in group_summaries:
-        for s in g["shards"]:
-            shard_lengths[s["name"]] = s["num_samples"]
+    all_rejects = rejects.cast(REJECT_SCHEMA).sort_by([("stage", "ascending"), ("wnid", "ascending"),
+                                                       ("member", "ascending"), ("reason", "ascending")])
+    counts = class_counts.select(["wnid", "n_images", "kept", "drop_reason"]).sort_by("wnid")
+    shard_lengths = {s["name"]: s["num_samples"] for summary in shard_summaries for s in summary["shards"]}
     accounting = {
         "shard_lengths": dict(sorted(shard_lengths.items())),
-        "in_shards": labels.num_rows,
+        "archive_entries": archive_entries,
+        "in_shards": sum(shard_lengths.values()),
         "rejected": all_rejects.num_rows,
-        "in_dropped_classes": sum(r["n_images"] for r in class_counts.to_pylist() if not r["kept"]),
+        "in_dropped_classes": sum(r["n_images"] for r in counts.to_pylist() if not r["kept"]),
     }
     return ({"labels.parquet": labels, "classes.parquet": classes, "rejects.parquet": all_rejects,
-             "class_counts.parquet": class_counts}, accounting)
+             "class_counts.parquet": counts}, accounting)
 
 
 def timm_info(shard_lengths: dict[str, int]) -> dict:
@@ -84,7 +82,7 @@ def timm_info(shard_lengths: dict[str, int]) -> dict:
 def build_stats(classes: pa.Table, class_counts: pa.Table, rejects: pa.Table, accounting: dict,
                 tree_summary: dict, params: dict) -> dict:
     """``stats.json``: counts, classes per level, rejects by reason, the accounting, parameters."""
-    entries = accounting["index_entries"]
+    entries = accounting["archive_entries"]
     accounted = accounting["in_shards"] + accounting["rejected"] + accounting["in_dropped_classes"]
     dropped = Counter(r["drop_reason"] for r in class_counts.to_pylist() if not r["kept"])
     n_train = sum(classes.column("n_train").to_pylist())

@@ -1,20 +1,30 @@
 """The Luigi DAG: thin tasks over the pure functions of the stage modules.
 
-    BuildImageNet21KP ─ WriteTables ─ WriteShardGroup × shard_groups ─┬─ PlanShards ─┬─ CountClasses ─ IndexChunk × index_chunks ─ ListContainers [─ ExtractGzip]
-                                                                       ├─ BuildTree ──┘
-                                                                       └─ ClaimOutputDir
+    BuildImageNet21KP ─ WriteTables ─┬─ WriteShards × shard_tasks ─┬─ PlanDataset ─┬─ ConvertRange × convert_tasks   (tar, tars-dir, folders-dir)
+                                     │                             │               │   or ConvertGzip                (tar.gz)
+                                     │                             │               └─ ReadTaxonomy
+                                     │                             └─ ClaimOutputDir
+                                     └─ (the plan and the parts)
 
-The DAG is static (known task list, no dynamic dependencies), so workers on any host can pick
-up any task through ``luigid``. Work files live under ``work_dir`` in folders named by a hash of
-what they depend on (archive identity; then the planning parameters; then the image
-parameters), so a rerun with other values never mixes old and new files. ``output_dir`` records
-its parameters in ``_params.json`` and refuses a build with different ones.
+The DAG is static (a known task list, no dynamic dependencies), so plain workers on any host pick
+up any task through ``luigid``. To size it, the class containers are listed when the DAG is
+built (one 512-byte ``pread`` per outer member of a fall11 tar, a directory listing otherwise),
+once: the listing is cached in the work dir. Every task has work to do: ``convert_tasks`` never
+exceeds the number of containers, ``shard_tasks`` is sized from the archive's bytes.
+
+Work files live under ``work_dir`` in folders named by a hash of what they depend on (archive
+identity; then the convert parameters; then the planning parameters), so a rerun with other
+values never mixes old and new files. ``output_dir`` records its parameters in ``_params.json``
+and refuses a build with different ones.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import logging
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -23,50 +33,66 @@ import luigi
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hierarchy.atomic import atomic_write_bytes
-from pipeline import classes as classes_mod
-from pipeline import gzip_extract, tables
+from pipeline import convert, parts, tables
 from pipeline.archive import ArchiveError, Container, detect_layout, list_containers
+from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
-from pipeline.index import REJECT_SCHEMA, index_containers
-from pipeline.plan import VAL_RULES, plan_samples, shard_counts
+from pipeline.members import REJECT_SCHEMA
+from pipeline.outputs import remove_stale_temp_files_in, write_parquet, write_text
+from pipeline.plan import kept_wnids, plan_samples, shard_counts, shard_sizes
 from pipeline.progress import TaskProgress
-from pipeline.shard_writer import write_shard_group
-from pipeline.shards import remove_stale_temp_files_in
+from pipeline.shard_writer import shard_range, write_shards, write_summary
 
 logger = logging.getLogger("luigi-interface")
 
 CONTAINER_SCHEMA = pa.schema([("name", pa.string()), ("wnid", pa.string()), ("source", pa.string()),
-                              ("offset", pa.int64()), ("size", pa.int64()), ("kind", pa.string())])
+                              ("offset", pa.int64()), ("size", pa.int64()), ("kind", pa.string()),
+                              ("weight", pa.int64())])
+#: Auto task counts: about this many raw bytes per convert task, at least MIN_CONVERT_TASKS tasks
+#: (never more than there are containers), at most MAX_CONVERT_TASKS.
+CONVERT_TASK_BYTES = 1 << 30
+MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 8, 2048
+#: Shard tasks: a conservative (large) raw size per image, so the estimate of the shard count errs
+#: low and no shard task goes empty; about SHARDS_PER_TASK shards each.
+RAW_BYTES_PER_IMAGE_HIGH = 150_000
+SHARDS_PER_TASK = 2
+#: The winter21 stream is cut into parts of about this many inflated bytes.
+GZIP_PART_BYTES = 1 << 30
+
+_listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
+_chunks: dict[tuple, list[tuple[int, int]]] = {}
 
 
 class PipelineError(RuntimeError):
     """A build cannot go on; the message says why and what to do."""
 
 
-def _hash(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> None:
-    """Write a Parquet file atomically with settings that give identical bytes on every rerun."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd",
-                   row_group_size=row_group_size or max(1, min(table.num_rows, 1 << 20)),
-                   write_statistics=True, store_schema=True)
-    os.replace(tmp, path)
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically."""
-    atomic_write_bytes(path, text.encode())
+def _hash(*parts_) -> str:
+    return hashlib.sha256(json.dumps(parts_, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def shards_present(output_dir, names) -> bool:
     """True when every shard file in ``names`` exists (one stat per shard, none per image)."""
     return all((Path(output_dir) / name).is_file() for name in names)
+
+
+def split_evenly(weights: list[int], n: int) -> list[tuple[int, int]]:
+    """``n`` contiguous, non-empty ``[lo, hi)`` ranges over ``weights`` with about equal sums
+    (``n`` is capped at ``len(weights)``)."""
+    n = max(1, min(n, len(weights)))
+    cum = list(itertools.accumulate(weights))
+    total = cum[-1] if cum else 0
+    cuts, prev = [], 0
+    for k in range(1, n):
+        target = total * k / n
+        i = bisect.bisect_left(cum, target) + 1  # the first end whose sum reaches the target
+        if i > 1 and target - cum[i - 2] < cum[i - 1] - target:
+            i -= 1  # ending one item earlier is closer to the target
+        i = min(max(i, prev + 1), len(weights) - (n - k))  # every range keeps at least one item
+        cuts.append(i)
+        prev = i
+    bounds = [0, *cuts, len(weights)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 class DatasetTask(luigi.Task):
@@ -88,10 +114,13 @@ class DatasetTask(luigi.Task):
                                         description="is-a relation of the semantic tree")
     is_a_path = luigi.Parameter(default="", description="ImageNet's wordnet.is_a.txt (tree_source=is_a)")
     words_path = luigi.Parameter(default="", description="ImageNet's words.txt for class names (optional)")
-    index_chunks = luigi.IntParameter(default=64, description="index tasks (class tars are split among them)")
-    shard_groups = luigi.IntParameter(default=256, description="shard-writing tasks (shards are dealt round-robin)")
+    convert_tasks = luigi.IntParameter(default=0, description="tasks reading the archive (0: about one per "
+                                                              "GiB, at least 8, at most one per class)")
+    shard_tasks = luigi.IntParameter(default=0, description="tasks writing the shards (0: from the archive size)")
+    gzip_threads = luigi.IntParameter(default=0, significant=False,
+                                      description=".tar.gz: threads converting images (0: all cores)")
 
-    # ---- paths -------------------------------------------------------------------------------
+    # ---- the archive and its listing --------------------------------------------------------
     @property
     def work_root(self) -> Path:
         return Path(self.work_dir or Path(self.output_dir) / "_work")
@@ -109,25 +138,95 @@ class DatasetTask(luigi.Task):
         return self.work_root / f"archive-{_hash(os.path.abspath(self.archive), st.st_size, st.st_mtime_ns)}"
 
     @property
-    def readable_root(self) -> Path:
-        """Where container sources are resolved: the archive, or the extracted class tars."""
-        return self.archive_dir / "extracted" if self.layout == "tar.gz" else Path(self.archive)
+    def containers(self) -> list[Container]:
+        """The class containers (tar and folder layouts), listed once and cached in the work dir."""
+        path = self.archive_dir / "containers.parquet"
+        key = str(path)
+        if key not in _listings:
+            if path.is_file():
+                rows = pq.read_table(path).to_pylist()
+            else:
+                rows = [c.__dict__ for c in list_containers(self.archive, self.layout)]
+                write_parquet(pa.Table.from_pylist(rows, schema=CONTAINER_SCHEMA), path)
+            _listings[key] = [Container(**r) for r in rows]
+        return _listings[key]
 
-    def planning_values(self) -> dict:
+    @property
+    def n_convert_tasks(self) -> int:
+        if self.layout == "tar.gz":
+            return 1
+        if self.convert_tasks > 0:
+            return min(self.convert_tasks, len(self.containers))
+        total = sum(c.weight for c in self.containers)
+        if self.layout == "folders-dir":
+            total *= RAW_BYTES_PER_IMAGE_HIGH // 2
+        wanted = max(MIN_CONVERT_TASKS, math.ceil(total / CONVERT_TASK_BYTES))
+        return max(1, min(wanted, len(self.containers), MAX_CONVERT_TASKS))
+
+    @property
+    def n_shard_tasks(self) -> int:
+        if self.shard_tasks > 0:
+            return self.shard_tasks
+        if os.path.isdir(self.archive):
+            raw = sum(c.size or c.weight * RAW_BYTES_PER_IMAGE_HIGH // 2 for c in self.containers)
+        else:
+            raw = os.path.getsize(self.archive)
+        estimated_shards = raw / (RAW_BYTES_PER_IMAGE_HIGH * self.samples_per_shard)
+        return max(1, min(MAX_CONVERT_TASKS, round(estimated_shards / SHARDS_PER_TASK)))
+
+    # ---- work folders -------------------------------------------------------------------------
+    def convert_values(self) -> dict:
         return dict(min_images=self.min_images, val_per_class=self.val_per_class, val_rule=self.val_rule,
-                    seed=self.seed, samples_per_shard=self.samples_per_shard, tree_source=self.tree_source,
-                    is_a_path=_file_identity(self.is_a_path), words_path=_file_identity(self.words_path))
+                    seed=self.seed, tree_source=self.tree_source, is_a_path=_file_identity(self.is_a_path),
+                    image_size=self.image_size, jpeg_quality=self.jpeg_quality)
 
     def output_values(self) -> dict:
-        return dict(self.planning_values(), image_size=self.image_size, jpeg_quality=self.jpeg_quality)
+        return dict(self.convert_values(), samples_per_shard=self.samples_per_shard,
+                    words_path=_file_identity(self.words_path))
+
+    @property
+    def settings(self) -> ConvertSettings:
+        return ConvertSettings(image_size=self.image_size, jpeg_quality=self.jpeg_quality, min_images=self.min_images,
+                               val_per_class=self.val_per_class, val_rule=self.val_rule, seed=self.seed)
+
+    # (named by the task-count parameters as given, "auto" resolving the same way on every host,
+    # so checking a task's output never needs the listing)
+    @property
+    def parts_dir(self) -> Path:
+        runs = "gz" if self.layout == "tar.gz" else (self.convert_tasks or "auto")
+        return self.archive_dir / f"convert-{_hash(self.convert_values())}" / f"parts-{runs}"
 
     @property
     def plan_dir(self) -> Path:
-        return self.archive_dir / f"plan-{_hash(self.planning_values())}"
+        return self.parts_dir / f"plan-{_hash(self.samples_per_shard, _file_identity(self.words_path))}"
 
     @property
     def shards_work_dir(self) -> Path:
-        return self.plan_dir / f"images-{_hash(self.image_size, self.jpeg_quality)}"
+        return self.plan_dir / f"shards-{self.shard_tasks or 'auto'}"
+
+    def chunk_ranges(self) -> list[tuple[int, int]]:
+        """The containers of each convert task (cached: every task of the DAG asks)."""
+        key = (str(self.archive_dir), self.n_convert_tasks)
+        if key not in _chunks:
+            _chunks[key] = split_evenly([c.weight for c in self.containers], self.n_convert_tasks)
+        return _chunks[key]
+
+    def convert_requirements(self) -> list[luigi.Task]:
+        if self.layout == "tar.gz":
+            return [self.clone(ConvertGzip)]
+        return [self.clone(ConvertRange, chunk=i) for i in range(self.n_convert_tasks)]
+
+    def part_bases(self) -> list[str]:
+        """Every part of the build, in order (the parts of each convert task)."""
+        out = []
+        for task in self.convert_requirements():
+            out += json.loads(Path(task.output().path).read_text())["parts"]
+        return out
+
+    def placeable(self):
+        from hierarchy import placeable
+
+        return placeable(self.tree_source, self.is_a_path or None)
 
     def progress(self, total: int, what: str) -> TaskProgress:
         return TaskProgress(self, total, what)
@@ -153,159 +252,134 @@ def _file_identity(path: str):
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
-class ExtractGzip(DatasetTask):
-    """winter21 .tar.gz only: one sequential pass writing the class tars into the work dir."""
-
-    resources = {"archive_io": 1}
-
-    def output(self):
-        return luigi.LocalTarget(str(self.archive_dir / "extracted" / gzip_extract.MANIFEST))
-
-    def run(self):
-        dest = self.archive_dir / "extracted"
-        total = os.path.getsize(self.archive)
-        bar = self.progress(total, "extracting class tars")
-        gzip_extract.extract_class_tars(self.archive, dest, progress=lambda done, _: bar.update(done))
-        bar.close()
-
-
-class ListContainers(DatasetTask):
-    """The class containers of the archive (outer tar headers scanned with seeks)."""
-
-    resources = {"archive_io": 1}
-
-    def requires(self):
-        return self.clone(ExtractGzip) if self.layout == "tar.gz" else []
-
-    def output(self):
-        return luigi.LocalTarget(str(self.archive_dir / "containers.parquet"))
-
-    def run(self):
-        if self.layout == "tar.gz":
-            containers = gzip_extract.extracted_containers(self.archive_dir / "extracted")
-        else:
-            containers = list_containers(self.archive, self.layout)
-        table = pa.Table.from_pylist([c.__dict__ for c in containers], schema=CONTAINER_SCHEMA)
-        write_parquet(table, self.output().path)
-
-
-class IndexChunk(DatasetTask):
-    """Stage 1: index the image members of one contiguous chunk of class containers."""
+class ConvertRange(DatasetTask):
+    """Stage 1: read a contiguous run of class containers front to back and convert it (one part)."""
 
     chunk = luigi.IntParameter()
     resources = {"archive_io": 1}
 
-    def requires(self):
-        return self.clone(ListContainers)
+    @property
+    def my_containers(self) -> list[Container]:
+        lo, hi = self.chunk_ranges()[self.chunk]
+        return self.containers[lo:hi]
+
+    @property
+    def priority(self) -> int:  # biggest first, so the last tasks to finish are small ones
+        return sum(c.weight for c in self.my_containers) >> 10
+
+    @property
+    def base(self) -> Path:
+        return self.parts_dir / f"part-{self.chunk:05d}"
 
     def output(self):
-        base = self.archive_dir / "index" / f"chunk-{self.chunk:05d}-of-{self.index_chunks:05d}"
-        return {"rejects": luigi.LocalTarget(f"{base}.rejects.parquet"),
-                "images": luigi.LocalTarget(f"{base}.parquet")}
+        return luigi.LocalTarget(str(self.parts_dir / f"convert-{self.chunk:05d}.json"))
 
     def run(self):
-        table = pq.read_table(self.input().path)
-        n = table.num_rows
-        lo, hi = self.chunk * n // self.index_chunks, (self.chunk + 1) * n // self.index_chunks
-        containers = [Container(**row) for row in table.slice(lo, hi - lo).to_pylist()]
-        bar = self.progress(len(containers), f"index chunk {self.chunk}")
-        result = index_containers(self.readable_root, containers, progress=lambda d, _: bar.update(d))
-        images, rejects = result.tables()
-        write_parquet(rejects, self.output()["rejects"].path)
-        crash_point("index_chunk")
-        write_parquet(images, self.output()["images"].path)  # written last: marks the chunk done
-        bar.close(f"indexed {images.num_rows} images, {rejects.num_rows} rejects")
+        containers = self.my_containers
+        layout_reader = {"tar": convert.convert_tar_range, "tars-dir": convert.convert_tar_files,
+                         "folders-dir": convert.convert_folders}[self.layout]
+        total = sum(c.size for c in containers) if self.layout != "folders-dir" else len(containers)
+        bar = self.progress(total, f"convert {self.chunk + 1}/{self.n_convert_tasks}")
+        part = layout_reader(self.archive, containers, self.settings, self.placeable(),
+                             progress=lambda done: bar.update(done))
+        summary = part.write(self.base)
+        bar.close(f"{summary['samples']} samples from {len(containers)} containers")
+        write_text(self.output().path, json.dumps({"parts": [str(self.base)], "summaries": [summary]}) + "\n")
 
 
-class IndexMixin(DatasetTask):
-    """Tasks that read the whole index."""
+class ConvertGzip(DatasetTask):
+    """Stage 1 for winter21 ``.tar.gz``: one pass inflating and converting, on all the host's cores."""
 
-    def index_requirements(self):
-        return [self.clone(IndexChunk, chunk=i) for i in range(self.index_chunks)]
-
-    def read_index(self) -> tuple[pa.Table, pa.Table]:
-        chunks = [c.output() for c in self.index_requirements()]
-        images = pa.concat_tables([pq.read_table(c["images"].path) for c in chunks])
-        rejects = pa.concat_tables([pq.read_table(c["rejects"].path) for c in chunks])
-        return images, rejects
-
-
-class CountClasses(IndexMixin):
-    """Stage 2: images per class and the kept classes (``class_counts.parquet``)."""
-
-    def requires(self):
-        return self.index_requirements()
+    resources = {"archive_io": 1}
 
     def output(self):
-        return {"duplicates": luigi.LocalTarget(str(self.plan_dir / "duplicates.parquet")),
-                "counts": luigi.LocalTarget(str(self.plan_dir / "class_counts.parquet"))}
+        return luigi.LocalTarget(str(self.parts_dir / "convert-gz.json"))
 
     def run(self):
-        from hierarchy import unknown_wnids
+        cores = os.cpu_count() or 1
+        threads = self.gzip_threads or cores
+        bar = self.progress(os.path.getsize(self.archive), "convert .tar.gz")  # ~ inflated size of JPEGs
+        base = lambda k: self.parts_dir / f"part-{k:05d}"  # noqa: E731
+        summaries = {}
 
-        images, rejects = self.read_index()
-        images, duplicates = classes_mod.drop_duplicate_keys(images)
-        dup_rejects = pa.Table.from_pylist(
-            [dict(key=r["key"], member=r["member"], wnid=r["wnid"], stage="index", reason="duplicate_key",
-                  detail=f"another member of {r['wnid']} has the same key") for r in duplicates.to_pylist()],
-            schema=REJECT_SCHEMA)
-        empty = [r["wnid"] for r in rejects.to_pylist() if r["reason"] == "empty_class" and r["wnid"]]
-        candidates = sorted(set(images.column("wnid").to_pylist()))
-        unknown = set(unknown_wnids(candidates, source=self.tree_source, is_a_path=self.is_a_path or None))
-        counts = classes_mod.count_and_filter(images, self.min_images, lambda w: w not in unknown, empty)
-        write_parquet(dup_rejects, self.output()["duplicates"].path)
-        write_parquet(counts, self.output()["counts"].path)
-        kept = sum(counts.column("kept").to_pylist())
-        self.status(f"{kept} of {counts.num_rows} classes kept (min_images={self.min_images})")
+        def write_part(k, part):
+            summaries[k] = part.write(base(k))
+
+        n = convert.convert_gzip(self.archive, self.settings, self.placeable(), write_part,
+                                 lambda k: parts.part_done(base(k)), GZIP_PART_BYTES, threads,
+                                 inflate_threads=max(1, cores // 8), progress=lambda done: bar.update(done))
+        for k in range(n):
+            summaries.setdefault(k, json.loads(Path(f"{base(k)}.json").read_text()))
+        bar.close(f"{sum(s['samples'] for s in summaries.values())} samples in {n} parts")
+        write_text(self.output().path, json.dumps({"parts": [str(base(k)) for k in range(n)],
+                                                   "summaries": [summaries[k] for k in range(n)]}) + "\n")
 
 
-class BuildTree(DatasetTask):
-    """Stage 3: the semantic tree over the kept classes (``semantic_tree.json``)."""
+class ReadTaxonomy(DatasetTask):
+    """The is-a parents and names of every candidate class (nltk's WordNet load happens here,
+    beside the conversion, so the tree is cheap once the kept classes are known)."""
+
+    priority = 1 << 40  # start at once: it runs beside the convert tasks
 
     def requires(self):
-        return self.clone(CountClasses)
+        return self.convert_requirements() if self.layout == "tar.gz" else []
 
     def output(self):
-        return luigi.LocalTarget(str(self.plan_dir / "semantic_tree.json"))
+        source = [self.tree_source, _file_identity(self.is_a_path), _file_identity(self.words_path)]
+        return luigi.LocalTarget(str(self.archive_dir / f"taxonomy-{_hash(source)}.json"))
+
+    def candidates(self) -> list[str]:
+        """Every class of the archive (from the listing, or from the parts of a .tar.gz)."""
+        if self.layout == "tar.gz":
+            return sorted({w for b in self.part_bases()
+                           for w in pq.read_table(f"{b}.classes.parquet", columns=["wnid"]).column("wnid").to_pylist()})
+        return sorted({c.wnid for c in self.containers if c.wnid and c.kind in ("tar", "folder")})
+
+    def run(self):
+        from hierarchy import parent_mapping
+        from hierarchy.names import class_names
+
+        is_placeable = self.placeable()
+        wnids = [w for w in self.candidates() if is_placeable(w)]
+        parents = parent_mapping(wnids, self.tree_source, self.is_a_path or None) if wnids else {}
+        names = class_names(wnids, self.words_path or None)
+        write_text(self.output().path, json.dumps({"parents": parents, "names": names}, sort_keys=True))
+
+
+class PlanDataset(DatasetTask):
+    """Stage 2: the class list and semantic tree, and the sample → shard plan (``plan.parquet``)."""
+
+    def requires(self):
+        return {"convert": self.convert_requirements(), "taxonomy": self.clone(ReadTaxonomy)}
+
+    def output(self):
+        return {"tree": luigi.LocalTarget(str(self.plan_dir / "semantic_tree.json")),
+                "plan": luigi.LocalTarget(str(self.plan_dir / "plan.parquet"))}
 
     def run(self):
         from hierarchy import SemanticTree
 
-        counts = pq.read_table(self.input()["counts"].path)
-        wnids = classes_mod.kept_wnids(counts)
-        if not wnids:
+        bases = self.part_bases()
+        classes = pa.concat_tables([pq.read_table(f"{b}.classes.parquet") for b in bases])
+        class_list = kept_wnids(classes)
+        if not class_list:
             raise PipelineError(f"no class has at least min_images={self.min_images} images; "
                                 "nothing to build (lower --min-images?)")
-        tree = SemanticTree.build(wnids, source=self.tree_source, is_a_path=self.is_a_path or None,
-                                  words_path=self.words_path or None)
-        tree.save(self.output().path)
-
-
-class PlanShards(IndexMixin):
-    """Stage 4: validation split and the sample → shard plan (``plan.parquet``).
-
-    Needs the class list (the sorted kept wnids), not the tree, so it runs beside ``BuildTree``.
-    """
-
-    def requires(self):
-        return {"counts": self.clone(CountClasses), "index": self.index_requirements()}
-
-    def output(self):
-        return luigi.LocalTarget(str(self.plan_dir / "plan.parquet"))
-
-    def run(self):
-        counts = self.input()["counts"]
-        class_list = classes_mod.kept_wnids(pq.read_table(counts["counts"].path))
-        images, _ = self.read_index()
-        if pq.ParquetFile(counts["duplicates"].path).metadata.num_rows:  # CountClasses found some
-            images, _ = classes_mod.drop_duplicate_keys(images)
-        plan = plan_samples(images, class_list, self.val_per_class, self.val_rule, self.seed,
-                            self.samples_per_shard)
-        path = Path(self.output().path)
+        taxonomy = json.loads(Path(self.input()["taxonomy"].path).read_text())
+        tree = SemanticTree.from_parents(class_list, taxonomy["parents"],
+                                         {w: taxonomy["names"][w] for w in class_list}, self.tree_source)
+        tree.save(self.output()["tree"].path)
+        samples = pa.concat_tables([_with_part(pq.read_table(f"{b}.samples.parquet"), k) for k, b in enumerate(bases)])
+        plan = plan_samples(samples, class_list, self.samples_per_shard)
+        path = Path(self.output()["plan"].path)
         write_text(path.with_suffix(".shards.json"), json.dumps(shard_counts(plan), sort_keys=True))
-        # the plan itself last (it marks the stage done); one row group per shard, so a shard task
-        # reads only its own rows
-        write_parquet(plan, path, row_group_size=self.samples_per_shard)
+        # the plan last (it marks the stage done); one row group per shard, for the shard tasks
+        write_parquet(plan, path, row_groups=shard_sizes(plan))
+        self.status(f"{len(class_list)} classes, {plan.num_rows} samples planned")
+
+
+def _with_part(samples: pa.Table, part: int) -> pa.Table:
+    return samples.append_column("part", pa.array([part] * samples.num_rows, pa.int64()))
 
 
 class ClaimOutputDir(DatasetTask):
@@ -322,9 +396,9 @@ class ClaimOutputDir(DatasetTask):
         if not path.is_file():
             return False
         recorded = json.loads(path.read_text())
-        if recorded != json.loads(json.dumps(self.expected())):
-            changed = sorted(k for k in set(recorded) | set(self.expected())
-                             if recorded.get(k) != json.loads(json.dumps(self.expected())).get(k))
+        expected = json.loads(json.dumps(self.expected()))
+        if recorded != expected:
+            changed = sorted(k for k in set(recorded) | set(expected) if recorded.get(k) != expected.get(k))
             raise PipelineError(
                 f"{self.output_dir} was built with other parameters ({', '.join(changed)} differ); "
                 "use a new --output-dir or delete the old one")
@@ -334,20 +408,19 @@ class ClaimOutputDir(DatasetTask):
         write_text(self.output().path, json.dumps(self.expected(), indent=1, sort_keys=True) + "\n")
 
 
-class WriteShardGroup(DatasetTask):
-    """Stage 5: decode, squish-resize and write the shards dealt to this group."""
+class WriteShards(DatasetTask):
+    """Stage 3: assemble a contiguous range of shards from the parts (bytes only, no decoding)."""
 
     group = luigi.IntParameter()
-    resources = {"archive_io": 1}
 
     def requires(self):
-        return {"plan": self.clone(PlanShards), "tree": self.clone(BuildTree), "claim": self.clone(ClaimOutputDir)}
+        return {"plan": self.clone(PlanDataset), "claim": self.clone(ClaimOutputDir)}
 
     def output(self):
-        return luigi.LocalTarget(str(self.shards_work_dir / f"group-{self.group:05d}-of-{self.shard_groups:05d}.json"))
+        return luigi.LocalTarget(str(self.shards_work_dir / f"group-{self.group:05d}.json"))
 
     def complete(self):
-        """Done when the group summary exists and so do its shards (a deleted shard is rebuilt)."""
+        """Done when the summary exists and so do its shards (a deleted shard is rebuilt)."""
         path = Path(self.output().path)
         if not path.is_file():
             return False
@@ -357,25 +430,23 @@ class WriteShardGroup(DatasetTask):
     def run(self):
         from hierarchy import SemanticTree
 
-        from pipeline.pil_build import describe_pil_build
-
-        logger.info("shard group %d/%d with %s", self.group, self.shard_groups, describe_pil_build())
-        tree = SemanticTree.load(self.input()["tree"].path)
-        summary = write_shard_group(
-            plan_path=self.input()["plan"].path, group=self.group, groups=self.shard_groups,
-            archive_root=self.readable_root, output_dir=Path(self.output_dir),
-            sidecar_dir=self.shards_work_dir, chains=[tree.chain(i) for i in range(tree.num_classes)],
-            image_size=self.image_size, jpeg_quality=self.jpeg_quality, task=self)
-        write_text(self.output().path, json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        tree = SemanticTree.load(self.input()["plan"]["tree"].path)
+        plan_path = Path(self.input()["plan"]["plan"].path)
+        n_tasks = self.n_shard_tasks
+        mine = shard_range(json.loads(plan_path.with_suffix(".shards.json").read_text()), self.group, n_tasks)
+        bar = self.progress(len(mine), f"shards {self.group + 1}/{n_tasks}")
+        summary = write_shards(plan_path, self.part_bases(), self.group, n_tasks, Path(self.output_dir),
+                               self.shards_work_dir, tree.class_tree_list, progress=bar.update)
+        bar.close(f"{len(summary['shards'])} shards")
+        write_summary(Path(self.output().path), summary)
 
 
 class WriteTables(DatasetTask):
-    """Stage 6: labels, classes, rejects, class counts and the tree, in the output dir."""
+    """Stage 4: labels, classes, rejects, class counts and the tree, in the output dir."""
 
     def requires(self):
-        return {"groups": [self.clone(WriteShardGroup, group=g) for g in range(self.shard_groups)],
-                "plan": self.clone(PlanShards), "tree": self.clone(BuildTree), "counts": self.clone(CountClasses),
-                "index": [self.clone(IndexChunk, chunk=i) for i in range(self.index_chunks)]}
+        return {"shards": [self.clone(WriteShards, group=g) for g in range(self.n_shard_tasks)],
+                "plan": self.clone(PlanDataset), "convert": self.convert_requirements()}
 
     def output(self):
         out = Path(self.output_dir)
@@ -393,19 +464,18 @@ class WriteTables(DatasetTask):
     def run(self):
         remove_stale_temp_files_in(self.output_dir)  # left by a killed run of this task
         inp = self.input()
-        summaries = [json.loads(Path(t.path).read_text()) for t in inp["groups"]]
-        index_rejects = [pq.read_table(c["rejects"].path) for c in inp["index"]]
+        bases = self.part_bases()
+        entries = sum(s["entries"] for t in inp["convert"] for s in json.loads(Path(t.path).read_text())["summaries"])
         built, accounting = tables.build_tables(
-            plan=pq.read_table(inp["plan"].path), tree_path=inp["tree"].path,
-            class_counts=pq.read_table(inp["counts"]["counts"].path),
-            rejects=pa.concat_tables(index_rejects + [pq.read_table(inp["counts"]["duplicates"].path)]),
-            group_summaries=summaries)
-        accounting["index_entries"] = sum(pq.ParquetFile(c[k].path).metadata.num_rows
-                                          for c in inp["index"] for k in ("images", "rejects"))
+            plan=pq.read_table(inp["plan"]["plan"].path), tree_path=inp["plan"]["tree"].path,
+            class_counts=pa.concat_tables([pq.read_table(f"{b}.classes.parquet") for b in bases]),
+            rejects=pa.concat_tables([pq.read_table(f"{b}.rejects.parquet").cast(REJECT_SCHEMA) for b in bases]),
+            shard_summaries=[json.loads(Path(t.path).read_text()) for t in inp["shards"]],
+            archive_entries=entries)
         for name, table in built.items():
             write_parquet(table, self.output()[name].path)
             crash_point("tables")
-        write_text(self.output()["tree"].path, Path(inp["tree"].path).read_text())
+        write_text(self.output()["tree"].path, Path(inp["plan"]["tree"].path).read_text())
         write_text(self.output()["accounting"].path, json.dumps(accounting, indent=1, sort_keys=True) + "\n")
 
 

@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--min-images", "31", "--val-per-class", "5", "--samples-per-shard", "64", "--shard-groups", "6",
-         "--index-chunks", "4"]
+SMALL = ["--min-images", "31", "--val-per-class", "5", "--samples-per-shard", "64", "--shard-tasks", "3",
+         "--convert-tasks", "4"]
 
 
 def output_digest(root: Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Archive reading in place: layouts, header scans with seeks, byte ranges, truncation, bad names."""
+"""Archive reading in place: layouts, the outer header scan, class tars read front to back, truncation, bad names."""
 from __future__ import annotations
 
 import io
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive import ArchiveError, ArchiveReader, detect_layout, list_containers, list_members
-from pipeline.index import index_container, member_name_problem
+from pipeline.archive import ArchiveError, detect_layout, list_containers, tar_entries
+from pipeline.members import member_name_problem
+from pipeline.streams import BlockStream, file_blocks
 
 WNID = "n01440764"
 
@@ -50,26 +51,48 @@ def test_layouts_are_detected(outer_tar, tmp_path):
         detect_layout(tmp_path / "notes.txt")
 
 
-def test_members_are_addressed_by_byte_ranges_in_place(outer_tar):
-    containers = {c.name: c for c in list_containers(outer_tar, "tar")}
-    assert containers["README.txt"].wnid is None
-    members = {m.name: m for m in list_members(outer_tar, containers[f"{WNID}.tar"])}
-    with ArchiveReader(outer_tar) as reader:
-        m = members[f"{WNID}_10.JPEG"]
-        assert reader.read(m.source, m.offset, m.size) == b"a" * 700
-        m = members[f"{WNID}_2.JPEG"]
-        assert reader.read(m.source, m.offset, m.size) == b"bb"
+def read_class_tar(path, container) -> dict[str, bytes]:
+    """Members of one class tar of the outer tar, read front to back from its byte range."""
+    out = {}
+    end = container.offset + container.size
+    with BlockStream(file_blocks(path, container.offset, end), offset=container.offset) as stream:
+        for entry, read in tar_entries(stream, end):
+            out[entry.name] = read()
+        assert stream.tell() == end
+    return out
 
 
-def test_bad_member_names_are_rejected_with_reasons(outer_tar):
-    containers = {c.name: c for c in list_containers(outer_tar, "tar")}
-    result = index_container(outer_tar, containers[f"{WNID}.tar"])
-    assert sorted(r["key"] for r in result.rows) == [f"{WNID}_10", f"{WNID}_2"]
-    reasons = {r["member"]: r["reason"] for r in result.rejects}
-    assert reasons == {f"{WNID}_3.txt": "not_an_image_name", f"../{WNID}_4.JPEG": "unsafe_member_name",
-                       "n02084071_5.JPEG": "wnid_mismatch"}
-    junk = index_container(outer_tar, containers["README.txt"])
-    assert [r["reason"] for r in junk.rejects] == ["not_a_class_container"] and not junk.rows
+def test_containers_are_listed_in_byte_order_and_read_in_place(outer_tar):
+    containers = list_containers(outer_tar, "tar")
+    assert [c.name for c in containers] == [f"{WNID}.tar", "n02084071.tar", "README.txt"]
+    assert containers[2].wnid is None and containers[2].kind == "other"
+    assert [c.offset for c in containers] == sorted(c.offset for c in containers)
+    members = read_class_tar(outer_tar, containers[0])
+    assert members[f"{WNID}_10.JPEG"] == b"a" * 700 and members[f"{WNID}_2.JPEG"] == b"bb"
+    assert read_class_tar(outer_tar, containers[1]) == {"n02084071_1.JPEG": b"dog" * 300}
+
+
+def test_a_class_tar_stored_twice_is_listed_as_a_duplicate(tmp_path):
+    one = _tar_bytes({f"{WNID}_1.JPEG": b"x"})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for name in (f"{WNID}.tar", "n02084071.tar", f"{WNID}.tar"):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(one)
+            tf.addfile(ti, io.BytesIO(one))
+    path = tmp_path / "twice.tar"
+    path.write_bytes(buf.getvalue())
+    assert [c.kind for c in list_containers(path, "tar")] == ["tar", "tar", "duplicate"]
+
+
+def test_the_header_scan_reads_headers_only(outer_tar, monkeypatch):
+    import os
+
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: reads.append(n) or real(fd, n, off))
+    list_containers(outer_tar, "tar")
+    assert reads and set(reads) == {512}
 
 
 @pytest.mark.parametrize("name,reason", [

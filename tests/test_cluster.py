@@ -25,7 +25,7 @@ def test_two_workers_through_luigid_match_a_local_build(archive, tmp_path):
         out = tmp_path / "cluster-out"
         cmd = luigi_cmd(archive, out, "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid.port),
                         "--worker-keep-alive", "--workers", "1",
-                        "--samples-per-shard", "24", "--shard-groups", "16")  # a longer shard phase to share
+                        "--samples-per-shard", "24", "--shard-tasks", "8")  # a longer shard phase to share
         workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                    for _ in range(2)]
         logs = [w.communicate(timeout=600)[0] for w in workers]
@@ -41,6 +41,6 @@ def test_two_workers_through_luigid_match_a_local_build(archive, tmp_path):
     assert temp_files(out) == []
 
     local = tmp_path / "local-out"
-    proc = run_build(archive, local, "--samples-per-shard", "24", "--shard-groups", "16", env=env)
+    proc = run_build(archive, local, "--samples-per-shard", "24", "--shard-tasks", "8", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert output_digest(out) == output_digest(local)

@@ -26,7 +26,7 @@ def reference(archive, tmp_path_factory):
     return output_digest(out)
 
 
-@pytest.mark.parametrize("point", ["index_chunk:2", "shard_sidecar:2", "shard_temp:3", "tables:2"])
+@pytest.mark.parametrize("point", ["convert_part:2", "shard_written:2", "shard_temp:3", "tables:2"])
 def test_kill_at_a_crash_point_then_rerun(point, archive, reference, tmp_path):
     out = tmp_path / "ds"
     crashed = run_build(archive, out, env=dict(os.environ, **{ENV_VAR: point}))

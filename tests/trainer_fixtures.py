@@ -44,4 +44,4 @@ def make_dataset(tmp_dir, *, samples_per_shard: int = 64, seed: int = 0) -> Path
 
     archive = make_archive(Path(tmp_dir) / "demo.tar", seed=seed)
     return build_dataset(archive.path, Path(tmp_dir) / "dataset", min_images=31, val_per_class=5,
-                         samples_per_shard=samples_per_shard, shard_groups=4, index_chunks=2)
+                         samples_per_shard=samples_per_shard, shard_tasks=2, convert_tasks=2)

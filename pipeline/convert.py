@@ -1,0 +1,421 @@
+"""Stage 1 — convert: class containers read front to back, each class kept or dropped, its images squish-resized.
+
+Everything a class needs is decided inside the one task that reads it, so the raw archive is
+read once, in order, and never again:
+
+* its members are checked by name (:func:`pipeline.members.member_name_problem`) and a key
+  stored twice is a ``duplicate_key`` reject;
+* it is kept when the tree source can place its wnid and it has at least ``min_images`` image
+  members (the released rule: more than 500). Raw bytes are held back only until that count is
+  reached (at most ``min_images`` images); a class that ends short is dropped undecoded;
+* its images are squish-resized (:mod:`pipeline.images`); what fails to decode is a reject row;
+* the validation images are the first ``val_per_class`` of those that decoded, in sorted member
+  name order (``val_rule=first``) or a seeded draw (``random``); the others are train samples,
+  ordered by :func:`pipeline.parts.train_order`.
+
+Damage in a class tar (a cut-short or lying header, a read error) keeps every member read before
+it and adds one reject row naming the byte offset. The drivers read the four layouts:
+:func:`convert_tar_range` (a run of class tars inside the fall11 tar, one sequential read),
+:func:`convert_tar_files` (class tar files), :func:`convert_folders` (class folders) and
+:func:`convert_gzip` (the winter21 ``.tar.gz`` inflated once, converted by a thread pool as it
+streams, written as several parts).
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from pipeline.archive import ArchiveError, Container, Entry, class_wnid, folder_files, tar_entries
+from pipeline.members import member_name_problem, reject_row
+from pipeline.parts import PartBuilder, train_order
+from pipeline.streams import BlockStream, StreamError, file_blocks, gzip_blocks, read_files_ahead
+from pipeline.tarstream import TarDamage, TarReader
+
+MAX_MEMBER_BYTES = 512 << 20  # larger members are rejected unread
+VAL_RULES = ("first", "random")
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """What a convert task's output depends on (besides the archive)."""
+
+    image_size: int = 224
+    jpeg_quality: int = 95
+    min_images: int = 501
+    val_per_class: int = 50
+    val_rule: str = "first"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.val_rule not in VAL_RULES:
+            raise ValueError(f"val_rule must be one of {VAL_RULES}, not {self.val_rule!r}")
+
+
+def convert_image(data: bytes, size: int, quality: int) -> tuple:
+    """``("ok", jpeg, width, height)`` or ``("reject", reason, detail)``; never raises for bad bytes."""
+    from pipeline.images import BadImage, squish_resize_with_size  # PIL only where images are made
+
+    try:
+        jpg, (w, h) = squish_resize_with_size(data, size=size, quality=quality)
+    except BadImage as exc:
+        return "reject", exc.reason, str(exc)
+    except Exception as exc:  # never stop a long build for one image; record it
+        return "reject", "decode_error", f"{type(exc).__name__}: {exc}"
+    return "ok", jpg, w, h
+
+
+class _Done:
+    """A finished result with the ``Future.result()`` interface."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def done(self) -> bool:
+        return True
+
+
+class InlineConverter:
+    """Converts in the calling thread (a convert task's reads run ahead in another thread)."""
+
+    def __init__(self, settings: ConvertSettings):
+        self.size, self.quality = settings.image_size, settings.jpeg_quality
+
+    def submit(self, data: bytes) -> _Done:
+        return _Done(convert_image(data, self.size, self.quality))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+class PooledConverter:
+    """Converts on ``threads`` threads (the image path releases the GIL), at most ``budget`` raw
+    bytes in flight so a fast reader cannot fill the memory."""
+
+    def __init__(self, settings: ConvertSettings, threads: int, budget: int = 256 << 20):
+        self.size, self.quality, self.budget = settings.image_size, settings.jpeg_quality, budget
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="convert")
+        self._in_flight = 0
+        self._cond = threading.Condition()
+
+    def submit(self, data: bytes) -> Future:
+        n = len(data)
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_flight == 0 or self._in_flight + n <= self.budget)
+            self._in_flight += n
+        future = self._pool.submit(convert_image, data, self.size, self.quality)
+        future.add_done_callback(lambda _: self._release(n))
+        return future
+
+    def _release(self, n: int) -> None:
+        with self._cond:
+            self._in_flight -= n
+            self._cond.notify_all()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+
+
+class ClassJob:
+    """One class container: its members go in with :meth:`add`, its rows come out with :meth:`finish`."""
+
+    def __init__(self, container: Container, known: bool, settings: ConvertSettings, converter,
+                 part: PartBuilder):
+        self.container, self.wnid, self.known = container, container.wnid, known
+        self.settings, self.converter, self.part = settings, converter, part
+        self.n_images = 0
+        self.n_entries = 0
+        self.keys: set[str] = set()
+        self.held: list[tuple[str, str, bytes]] = []  # read, not yet decided kept
+        self.converting: list[tuple[str, str, object]] = []  # (member, key, future)
+        self.kept = False
+
+    def reject(self, member: str, reason: str, detail: str = "", key: str | None = None, stage: str = "read"):
+        self.part.rejects.append(reject_row(member, self.wnid, reason, detail, key, stage))
+
+    def add(self, entry: Entry, read: Callable[[], bytes] | None) -> None:
+        """One member; ``read()`` returns its data (called only when the data is needed)."""
+        self.n_entries += 1
+        if not entry.is_file:
+            return self.reject(entry.name, "not_a_file", "directory, link or device member")
+        problem = member_name_problem(entry.name, self.wnid)
+        if problem:
+            return self.reject(entry.name, *problem)
+        key = entry.name.rsplit(".", 1)[0]
+        if key in self.keys:
+            return self.reject(entry.name, "duplicate_key", f"another member of {self.wnid} has the same key", key)
+        self.keys.add(key)
+        self.n_images += 1
+        if not self.known:
+            return  # counted for the accounting; a class the tree cannot place is never decoded
+        if entry.size > MAX_MEMBER_BYTES:
+            return self.reject(entry.name, "too_large", f"{entry.size} bytes", key, stage="decode")
+        try:
+            data = read()
+        except OSError as exc:
+            return self.reject(entry.name, "unreadable_file", str(exc), key)
+        if self.kept:
+            self.converting.append((entry.name, key, self.converter.submit(data)))
+            return
+        self.held.append((entry.name, key, data))
+        if self.n_images >= self.settings.min_images:
+            self.kept = True
+            for member, held_key, held_data in self.held:
+                self.converting.append((member, held_key, self.converter.submit(held_data)))
+            self.held = []
+
+    def damaged(self, offset: int, message: str, reason: str = "damaged_class_tar") -> None:
+        """The container is unreadable from ``offset`` on: one reject row for the rest."""
+        self.n_entries += 1
+        self.reject(self.container.name, reason,
+                    f"{message}; {self.n_entries - 1} member(s) before byte {offset} were read")
+
+    def done(self) -> bool:
+        return all(f.done() for _, _, f in self.converting)
+
+    def finish(self) -> None:
+        """Wait for the conversions; add the class row, samples and decode rejects to the part."""
+        if self.n_entries == 0:
+            self.n_entries = 1
+            self.reject(self.container.name, "empty_class", "the class container holds no files")
+        self.part.entries += self.n_entries
+        drop = None if self.known else "not_in_wordnet"
+        if drop is None and self.n_images < self.settings.min_images:
+            drop = "too_few_images"
+        self.part.add_class(self.wnid, self.container.name, self.n_images, drop)
+        if drop is not None:
+            self.held = []
+            return
+        ok = []
+        for member, key, future in self.converting:
+            result = future.result()
+            if result[0] == "ok":
+                ok.append((member, key, result[1], result[2], result[3]))
+            else:
+                self.reject(member, result[1], result[2], key, stage="decode")
+        self.converting = []
+        ok.sort()
+        val = validation_positions(len(ok), self.settings, self.wnid)
+        for i, (member, key, jpg, w, h) in enumerate(ok):
+            if i in val:
+                self.part.add_sample(key, self.wnid, member, "validation", val[i], jpg, w, h)
+            else:
+                self.part.add_sample(key, self.wnid, member, "train", train_order(self.settings.seed, key), jpg, w, h)
+
+
+def validation_positions(n: int, settings: ConvertSettings, wnid: str) -> dict[int, int]:
+    """``{position in sorted member order: rank}`` of the validation images of a class of ``n``."""
+    k = min(settings.val_per_class, n)
+    if settings.val_rule == "first":
+        return {i: i for i in range(k)}
+    rng = np.random.default_rng([settings.seed, 1, int(wnid[1:])])
+    return {int(i): r for r, i in enumerate(sorted(rng.choice(n, size=k, replace=False)))}
+
+
+def reject_container(container: Container, part: PartBuilder) -> None:
+    """A container that is not read: not a class container, or a second one of its wnid."""
+    part.entries += 1
+    if container.kind == "duplicate":
+        part.rejects.append(reject_row(container.name, container.wnid, "duplicate_class_container",
+                                       f"{container.wnid} appears earlier in the archive"))
+    else:
+        reason = "not_a_class_container" if container.kind == "other" else "bad_class_name"
+        part.rejects.append(reject_row(container.name, None, reason, "expected nXXXXXXXX.tar or an nXXXXXXXX/ folder"))
+
+
+def _is_class(container: Container) -> bool:
+    return container.wnid is not None and container.kind in ("tar", "folder")
+
+
+def _read_class_tar(job: ClassJob, stream, end: int) -> None:
+    try:
+        for entry, read in tar_entries(stream, end):
+            job.add(entry, read)
+    except TarDamage as exc:
+        job.damaged(exc.offset, str(exc))
+
+
+Progress = Callable[[int], None] | None
+
+
+def convert_tar_range(archive: str | Path, containers: list[Container], settings: ConvertSettings,
+                      known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
+    """Consecutive containers of a fall11 outer tar, read as one byte range front to back."""
+    part = PartBuilder()
+    start = containers[0].offset
+    end = max(c.offset + c.size for c in containers)
+    try:
+        with BlockStream(file_blocks(archive, start, end), offset=start) as stream:
+            converter = InlineConverter(settings)
+            for c in containers:
+                stream.skip(c.offset - stream.tell())  # the outer header(s) before it
+                if _is_class(c):
+                    job = ClassJob(c, known(c.wnid), settings, converter, part)
+                    _read_class_tar(job, stream, c.offset + c.size)
+                    job.finish()
+                else:
+                    reject_container(c, part)
+                part.bytes_read += c.size
+                if progress:
+                    progress(part.bytes_read)
+    except StreamError as exc:
+        raise ArchiveError(f"reading {archive}: {exc}") from None
+    return part
+
+
+def convert_tar_files(root: str | Path, containers: list[Container], settings: ConvertSettings,
+                      known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
+    """Class tar files of a tars-dir, each read front to back."""
+    part = PartBuilder()
+    converter = InlineConverter(settings)
+    for c in containers:
+        if not _is_class(c):
+            reject_container(c, part)
+            continue
+        job = ClassJob(c, known(c.wnid), settings, converter, part)
+        path = Path(root) / c.source
+        try:
+            size = path.stat().st_size
+            with BlockStream(file_blocks(path, 0, size)) as stream:
+                _read_class_tar(job, stream, size)
+        except (OSError, StreamError) as exc:
+            job.damaged(0, f"cannot read {c.name}: {exc}", reason="unreadable_class_tar")
+        job.finish()
+        part.bytes_read += c.size
+        if progress:
+            progress(part.bytes_read)
+    return part
+
+
+def convert_folders(root: str | Path, containers: list[Container], settings: ConvertSettings,
+                    known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
+    """Class folders of a folders-dir; image files are read a few ahead of the conversion."""
+    part = PartBuilder()
+    converter = InlineConverter(settings)
+    listed: list[tuple[Container, list | OSError]] = []
+    wanted = []
+    for c in containers:
+        if not _is_class(c):
+            listed.append((c, []))
+            continue
+        try:
+            files = folder_files(root, c)
+        except OSError as exc:
+            listed.append((c, exc))
+            continue
+        listed.append((c, files))
+        if known(c.wnid):
+            wanted += [path for name, path, is_file in files
+                       if is_file and member_name_problem(name, c.wnid) is None]
+    ahead = read_files_ahead(wanted, _read_file)
+    done = 0
+    try:
+        for c, files in listed:
+            if not _is_class(c):
+                reject_container(c, part)
+                continue
+            job = ClassJob(c, known(c.wnid), settings, converter, part)
+            if isinstance(files, OSError):
+                job.damaged(0, f"cannot list {c.name}: {files}", reason="unreadable_class_folder")
+            else:
+                for name, path, is_file in files:
+                    job.add(Entry(name, 0, is_file), _next_read(ahead, path))
+            job.finish()
+            done += 1
+            if progress:
+                progress(done)
+    finally:
+        ahead.close()
+    return part
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _next_read(ahead: Iterator, path: str) -> Callable[[], bytes]:
+    """A reader of ``path`` from the read-ahead (which follows the order the class jobs ask in)."""
+    def read() -> bytes:
+        for got_path, data in ahead:  # files read ahead but not asked for (a duplicate key) are dropped
+            if got_path == path:
+                if isinstance(data, OSError):
+                    raise data
+                return data
+        raise RuntimeError(f"read-ahead ended before {path}")
+    return read
+
+
+def convert_gzip(archive: str | Path, settings: ConvertSettings, known: Callable[[str], bool],
+                 write_part: Callable[[int, PartBuilder], None], part_done: Callable[[int], bool],
+                 part_bytes: int, threads: int, inflate_threads: int = 1,
+                 progress: Progress = None) -> int:
+    """The winter21 ``.tar.gz``, inflated once and converted as it streams; return the part count.
+
+    Containers go into part ``k`` in stream order, a new part starting at the first container
+    after every ``part_bytes`` of inflated data, so part boundaries never depend on timing.
+    ``write_part(k, part)`` stores a finished part; parts for which ``part_done(k)`` is true
+    (written by an interrupted earlier run) are streamed through without decoding. A truncated or
+    corrupt archive raises :class:`ArchiveError` naming the (inflated) byte offset.
+    """
+    seen: set[str] = set()
+    pending: list[ClassJob] = []
+    index, part, part_end = 0, PartBuilder(), part_bytes
+    skipping = part_done(0)
+
+    def flush():
+        for job in pending:
+            job.finish()
+        pending.clear()
+        if not skipping:
+            write_part(index, part)
+
+    stream = BlockStream(gzip_blocks(archive, inflate_threads))
+    try:
+        with stream, PooledConverter(settings, threads) as converter:
+            outer = TarReader(stream)
+            for member in outer:
+                if member.offset >= part_end:
+                    flush()
+                    index, part = index + 1, PartBuilder()
+                    part_end = (member.offset // part_bytes + 1) * part_bytes
+                    skipping = part_done(index)
+                wnid = class_wnid(member.name, "tar") if member.is_file else None
+                kind = "tar" if member.is_file and member.name.endswith(".tar") else "other"
+                if wnid is not None and wnid in seen and kind == "tar":
+                    kind = "duplicate"
+                c = Container(member.name, wnid, "", member.data_offset, member.size, kind)
+                if _is_class(c):
+                    seen.add(c.wnid)
+                    job = ClassJob(c, known(c.wnid) and not skipping, settings, converter, part)
+                    _read_class_tar(job, stream, c.offset + c.size)
+                    pending.append(job)
+                    while len(pending) > 1 and pending[0].done():
+                        pending.pop(0).finish()
+                else:
+                    reject_container(c, part)
+                part.bytes_read += c.size
+                if progress:
+                    progress(stream.tell())
+            flush()
+    except TarDamage as exc:
+        raise ArchiveError(f"truncated or corrupt archive {archive}: {exc} (offsets count inflated bytes)") from None
+    except StreamError as exc:
+        raise ArchiveError(f"truncated or corrupt gzip archive {archive}: inflating failed after byte "
+                           f"{stream.tell()} of the tar inside ({exc})") from None
+    return index + 1

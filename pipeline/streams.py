@@ -1,0 +1,202 @@
+"""Sequential byte streams read ahead in a background thread: file ranges and gzip in place.
+
+The build reads the raw archive front to back, once. A :class:`BlockStream` turns an iterator of
+large blocks (``FILE_BLOCK`` bytes from ``os.pread``, or inflated gzip output) into ``read(n)`` /
+``skip(n)`` for the tar parser, while a thread fetches the next blocks: file reads and gzip
+inflation (both release the GIL) overlap the image work of the consuming thread.
+
+* :func:`file_blocks` — ``[start, end)`` of a file with unbuffered ``pread`` calls in increasing
+  offset order (no read-ahead of a Python buffer beyond ``end``, no seeks back).
+* :func:`gzip_blocks` — a whole ``.gz`` file inflated by ``rapidgzip`` (parallel inflate on
+  ``threads`` threads; one thread is as fast as ``isal`` here). Corrupt data raises
+  :class:`StreamError`; a cut-short file simply ends early (the tar layer above notices).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Callable, Iterator
+
+FILE_BLOCK = 4 << 20
+PREFETCH_BLOCKS = 4
+_DONE = object()
+
+
+class StreamError(RuntimeError):
+    """The source failed while being read (I/O error, corrupt gzip data)."""
+
+
+def file_blocks(path: str | os.PathLike, start: int = 0, end: int | None = None,
+                block: int = FILE_BLOCK) -> Iterator[bytes]:
+    """``[start, end)`` of ``path`` (``end=None``: to the end of the file) in blocks, front to back."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if end is None:
+            end = os.fstat(fd).st_size
+        pos = start
+        while pos < end:
+            data = os.pread(fd, min(block, end - pos), pos)
+            if not data:
+                return  # the file is shorter than ``end``: the reader sees a short stream
+            pos += len(data)
+            yield data
+    finally:
+        os.close(fd)
+
+
+def gzip_blocks(path: str | os.PathLike, threads: int = 1, block: int = FILE_BLOCK) -> Iterator[bytes]:
+    """The inflated content of the gzip file ``path``, in blocks."""
+    import rapidgzip
+
+    try:
+        with rapidgzip.open(os.fspath(path), parallelization=max(1, threads)) as f:  # closed always
+            while True:
+                data = f.read(block)
+                if not data:
+                    return
+                yield data
+    except ValueError as exc:  # rapidgzip reports corrupt deflate data as ValueError
+        detail = str(exc).split("] ", 1)[-1].split("!", 1)[0]  # its first sentence, without thread ids
+        raise StreamError(f"corrupt gzip data: {detail}") from None
+
+
+class BlockStream:
+    """``read`` / ``skip`` / ``tell`` over blocks that a background thread fetches ahead.
+
+    ``offset`` is the position of the first block in its source, so :meth:`tell` gives source
+    offsets. Errors of the block iterator are raised by the read that reaches them. Use as a
+    context manager (or call :meth:`close`) so the thread stops when the reader stops early.
+    """
+
+    def __init__(self, blocks: Iterator[bytes], offset: int = 0, prefetch: int = PREFETCH_BLOCKS):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._buf = memoryview(b"")
+        self._pos = offset
+        self._eof = False
+        self._thread = threading.Thread(target=self._produce, args=(blocks,), daemon=True)
+        self._thread.start()
+
+    def _produce(self, blocks: Iterator[bytes]) -> None:
+        try:
+            for data in blocks:
+                if self._stop.is_set():
+                    break
+                self._put(data)
+        except BaseException as exc:  # handed to the reader, raised there
+            self._put(exc)
+        finally:
+            close = getattr(blocks, "close", None)
+            if close:
+                close()
+            self._put(_DONE)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _fill(self) -> bool:
+        """Make the buffer non-empty; False at the end of the stream."""
+        while not self._buf:
+            if self._eof:
+                return False
+            item = self._queue.get()
+            if item is _DONE:
+                self._eof = True
+                return False
+            if isinstance(item, BaseException):
+                self._eof = True
+                if isinstance(item, OSError):
+                    raise StreamError(f"read failed: {item}") from item
+                raise item
+            self._buf = memoryview(item)
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the stream)."""
+        if self._buf and len(self._buf) >= n:  # the common case: one slice of the current block
+            out = bytes(self._buf[:n])
+            self._buf = self._buf[n:]
+            self._pos += n
+            return out
+        parts, need = [], n
+        while need and self._fill():
+            take = self._buf[:need]
+            parts.append(bytes(take))
+            self._buf = self._buf[len(take):]
+            need -= len(take)
+        out = b"".join(parts)
+        self._pos += len(out)
+        return out
+
+    def skip(self, n: int) -> int:
+        """Drop up to ``n`` bytes; return how many were dropped."""
+        need = n
+        while need and self._fill():
+            take = min(need, len(self._buf))
+            self._buf = self._buf[take:]
+            need -= take
+        self._pos += n - need
+        return n - need
+
+    def close(self) -> None:
+        self._stop.set()
+        self._buf = memoryview(b"")
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> "BlockStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_files_ahead(paths: list, read: Callable[[str], bytes], prefetch: int = 8) -> Iterator[tuple[object, bytes | OSError]]:
+    """``(path, bytes or the OSError)`` for each path in order, read ``prefetch`` files ahead."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def produce():
+        for p in paths:
+            if stop.is_set():
+                return
+            try:
+                item = (p, read(p))
+            except OSError as exc:
+                item = (p, exc)
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        q.put(_DONE)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
