@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from hierarchy.wordnet import is_known_wnid, synset_of, wnid_of
+from hierarchy.wordnet import hypernym_wnids, is_known_wnid
 
 SOURCES = ("wordnet", "is_a")
 
@@ -44,8 +44,7 @@ def read_is_a(path: str | Path) -> dict[str, str]:
 
 def wordnet_hypernyms(wnid: str) -> tuple[str, ...]:
     """The wnids of a synset's hypernyms and instance hypernyms, sorted."""
-    synset = synset_of(wnid)
-    return tuple(sorted(wnid_of(h) for h in synset.hypernyms() + synset.instance_hypernyms()))
+    return hypernym_wnids(wnid)
 
 
 def choose_parent(hypernyms: Iterable[str], depth_range: Callable[[str], tuple[int, int]]) -> str:

@@ -49,18 +49,20 @@ def candidate_dirs() -> list[Path]:
 
 @functools.lru_cache(maxsize=None)
 def wordnet_root() -> Path:
-    """The ``corpora/wordnet`` folder in use; raises :class:`WordNetMissing` naming the fix."""
-    import nltk
+    """The ``corpora/wordnet`` folder in use; raises :class:`WordNetMissing` naming the fix.
 
+    nltk (a second to import with its dependencies) is imported only to search its own default
+    locations, when the configured or project folder holds no WordNet.
+    """
     searched = []
     for base in candidate_dirs():
         root = base / "corpora" / "wordnet"
         searched.append(str(root))
         if (root / "data.noun").is_file() and (root / "lexnames").is_file():
-            if str(base) not in nltk.data.path:  # nltk >= 3.10 refuses paths not listed here
-                nltk.data.path.insert(0, str(base))
-            return Path(str(nltk.data.find("corpora/wordnet")))
+            return root
     if configured_nltk_data() is None:
+        import nltk
+
         try:  # nltk's own default locations (e.g. after nltk.download('wordnet'))
             return Path(str(nltk.data.find("corpora/wordnet")))
         except LookupError:
@@ -78,7 +80,9 @@ def load_wordnet():
     """Return an nltk ``WordNetCorpusReader`` for WordNet 3.0 (loaded once per process)."""
     import nltk
 
-    wordnet_root()  # raises WordNetMissing with the fix; puts the configured folder on nltk's path
+    base = str(wordnet_root().parents[1])  # raises WordNetMissing with the fix
+    if base not in nltk.data.path:  # nltk >= 3.10 refuses paths not listed here
+        nltk.data.path.insert(0, base)
     return _reader(nltk.data.find("corpora/wordnet"))
 
 
@@ -110,20 +114,53 @@ def wnid_of(synset) -> str:
 
 def lemma_name(wnid: str) -> str:
     """First lemma of the synset (spaces as underscores), e.g. ``n01440764`` -> ``tench``."""
-    return synset_of(wnid).lemmas()[0].name().replace(" ", "_")
+    return noun_record(wnid)[0][0]
 
 
 def is_known_wnid(wnid: str) -> bool:
-    """True when ``wnid`` names a WordNet 3.0 noun synset.
+    """True when ``wnid`` names a WordNet 3.0 noun synset (one seek, see :func:`noun_record`)."""
+    try:
+        noun_record(wnid)
+    except KeyError:
+        return False
+    return True
+
+
+def hypernym_wnids(wnid: str) -> tuple[str, ...]:
+    """The wnids of a noun synset's hypernyms and instance hypernyms, sorted (what nltk's
+    ``hypernyms() + instance_hypernyms()`` give)."""
+    return noun_record(wnid)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def noun_record(wnid: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(lemmas, hypernym wnids)`` of a noun synset, read straight from ``data.noun``.
 
     Cheap: a wnid's number is the byte offset of its line in ``data.noun``, so this is one seek
-    and one line read — no nltk reader (whose loading takes seconds) is built.
+    and one line read; no nltk reader (whose loading takes seconds) is built. The line format is
+    WordNet's ``wndb(5)``: offset, lex_filenum, ss_type, w_cnt (hex), w_cnt (word, lex_id) pairs,
+    p_cnt, p_cnt (symbol, offset, pos, source/target) pointers, ``| gloss``. Raises ``KeyError``
+    for an id that is malformed or not a WordNet 3.0 noun.
     """
-    if not WNID_RE.match(wnid) or int(wnid[1:]) == 0:
-        return False
-    with open(wordnet_root() / "data.noun", "rb") as f:
-        f.seek(int(wnid[1:]) - 1)  # a synset line starts right after a newline
-        return f.read(10) == f"\n{wnid[1:]} ".encode()
+    if not isinstance(wnid, str) or not WNID_RE.match(wnid) or int(wnid[1:]) == 0:
+        raise KeyError(f"{wnid!r} is not a WordNet noun id (expected n + 8 digits)")
+    f = _data_noun()
+    f.seek(int(wnid[1:]) - 1)  # a synset line starts right after a newline
+    if f.read(1) != b"\n" or not (line := f.readline()).startswith(f"{wnid[1:]} ".encode()):
+        raise KeyError(f"{wnid} is not in WordNet 3.0")
+    fields = line.split(b" | ", 1)[0].split()
+    words = int(fields[3], 16)
+    lemmas = tuple(w.decode() for w in fields[4:4 + 2 * words:2])
+    at = 4 + 2 * words
+    pointers = fields[at + 1: at + 1 + 4 * int(fields[at])]
+    hypernyms = sorted(f"n{int(pointers[i + 1]):08d}" for i in range(0, len(pointers), 4)
+                       if pointers[i] in (b"@", b"@i") and pointers[i + 2] == b"n" and pointers[i + 3] == b"0000")
+    return lemmas, tuple(hypernyms)
+
+
+@functools.lru_cache(maxsize=None)
+def _data_noun():
+    return open(wordnet_root() / "data.noun", "rb")  # kept open: many lookups per build
 
 
 def _reader(root):

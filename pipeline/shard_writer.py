@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 from pipeline.crashpoints import crash_point
 from pipeline.outputs import remove_stale_temp_files, write_text
 from pipeline.plan import SPLITS
-from pipeline.shards import sample_json, shard_name, write_shard
+from pipeline.shards import sample_json_maker, shard_name, write_shard
 
 WRITES_LOG = "writes.log"
 SAMPLE_COLUMNS = ["key", "wnid", "class_index", "part", "offset", "length", "width", "height"]
@@ -66,7 +67,7 @@ class PartFiles:
             if len(run) != end - start:
                 raise OSError(f"{self.bases[part]}.bin is shorter than its index says (byte {start})")
             view = memoryview(run)
-            out += [bytes(view[o - start:o - start + n]) for o, n in spans[i:j]]
+            out += [view[o - start:o - start + n] for o, n in spans[i:j]]  # no copies
             i = j
         return out
 
@@ -76,13 +77,14 @@ class PartFiles:
         self._fds.clear()
 
 
-def shard_samples(rows: dict[str, list], parts: PartFiles, chains: list[list[int]]) -> list[tuple[str, dict]]:
-    """The samples of one shard (its plan rows, in position order) with their JPEG bytes."""
+def shard_samples(rows: dict[str, list], parts: PartFiles, sample_json) -> list[tuple[str, dict]]:
+    """The samples of one shard (its plan rows, in position order) with their JPEG bytes;
+    ``sample_json(wnid, class_index, width, height)`` makes the ``.json`` member."""
     n = len(rows["key"])
     by_part: dict[int, list[int]] = {}
     for i in range(n):
         by_part.setdefault(rows["part"][i], []).append(i)
-    jpgs: list[bytes | None] = [None] * n
+    jpgs: list = [None] * n
     for part in sorted(by_part):
         idx = sorted(by_part[part], key=lambda i: rows["offset"][i])
         for i, data in zip(idx, parts.read_runs(part, [(rows["offset"][i], rows["length"][i]) for i in idx])):
@@ -91,8 +93,8 @@ def shard_samples(rows: dict[str, list], parts: PartFiles, chains: list[list[int
     for i in range(n):
         ci = rows["class_index"][i]
         samples.append((rows["key"][i], {
-            "jpg": jpgs[i], "cls": str(ci).encode(),
-            "json": sample_json(rows["wnid"][i], ci, chains[ci], rows["width"][i], rows["height"][i])}))
+            "jpg": jpgs[i], "cls": b"%d" % ci,
+            "json": sample_json(rows["wnid"][i], ci, rows["width"][i], rows["height"][i])}))
     return samples
 
 
@@ -105,20 +107,33 @@ def write_shards(plan_path: str | Path, part_bases: list[str], task: int, tasks:
     summary = {"task": task, "tasks": tasks, "shards": []}
     plan = pq.ParquetFile(plan_path)  # one row group per shard, in global shard order
     parts = PartFiles(part_bases)
+    make_json = sample_json_maker(chains)
+
+    def write(target: Path, samples: list, name: str) -> None:
+        write_shard(target, samples)
+        log_write(work_dir, name)
+        crash_point("shard_written")
+
+    # the next shard is gathered while the previous one is written and flushed to disk
+    pending = None
     try:
-        for i, (split, shard, g) in enumerate(mine):
-            name = shard_name(split, shard)
-            target = output_dir / name
-            remove_stale_temp_files(target)
-            if not target.is_file():  # a shard on disk is complete (written atomically)
-                rows = plan.read_row_group(g, columns=SAMPLE_COLUMNS).to_pydict()
-                write_shard(target, shard_samples(rows, parts, chains))
-                log_write(work_dir, name)
-                crash_point("shard_written")
-            summary["shards"].append({"name": name, "split": split, "shard": shard,
-                                      "num_samples": plan.metadata.row_group(g).num_rows})
-            if progress:
-                progress(i + 1, f"{name} done ({i + 1}/{len(mine)} shards of task {task})")
+        with ThreadPoolExecutor(1, thread_name_prefix="shard-write") as writer:
+            for i, (split, shard, g) in enumerate(mine):
+                name = shard_name(split, shard)
+                target = output_dir / name
+                remove_stale_temp_files(target)
+                if not target.is_file():  # a shard on disk is complete (written atomically)
+                    rows = plan.read_row_group(g, columns=SAMPLE_COLUMNS).to_pydict()
+                    samples = shard_samples(rows, parts, make_json)
+                    if pending:
+                        pending.result()
+                    pending = writer.submit(write, target, samples, name)
+                summary["shards"].append({"name": name, "split": split, "shard": shard,
+                                          "num_samples": plan.metadata.row_group(g).num_rows})
+                if progress:
+                    progress(i + 1, f"{name} ({i + 1}/{len(mine)} shards of task {task})")
+            if pending:
+                pending.result()
     finally:
         parts.close()
     return summary

@@ -94,7 +94,7 @@ class TarReader:
             if buf == bytes(BLOCK):
                 return  # end-of-archive marker (the second zero block and padding need no reading)
             try:
-                ti = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
+                ti = parse_header(buf)
             except tarfile.HeaderError as exc:
                 raise TarDamage(offset, f"unreadable member header at byte {offset}: {exc}") from None
             if ti.type == tarfile.GNUTYPE_LONGNAME:
@@ -144,6 +144,43 @@ class TarReader:
         """Skip the stream to ``end`` (the rest of the tar: end marker, padding, damage)."""
         if self.end is not None and self.stream.tell() < self.end:
             self.stream.skip(self.end - self.stream.tell())
+
+
+class _Header:
+    """The fields of a member header the reader uses (what ``tarfile.TarInfo`` would give)."""
+
+    __slots__ = ("name", "size", "type")
+
+    def __init__(self, name: str, size: int, type_: bytes):
+        self.name, self.size, self.type = name, size, type_
+
+
+def parse_header(buf: bytes):
+    """Name, size and type of a 512-byte header; raises ``tarfile.HeaderError`` like tarfile.
+
+    Plain USTAR / GNU headers (octal fields, the common case) are parsed here in a few
+    microseconds; anything else (base-256 sizes, old V7 headers) goes to ``tarfile``.
+    """
+    magic = buf[257:263]
+    size_field = buf[124:136]
+    if magic in (b"ustar\x00", b"ustar ") and (0x30 <= size_field[0] <= 0x37 or size_field[0] in (0x20, 0)):
+        try:
+            stored = int(buf[148:156].strip(b" \0") or b"-1", 8)
+            size = int(size_field.strip(b" \0") or b"0", 8)
+        except ValueError:
+            stored, size = -1, 0
+        unsigned = sum(buf) - sum(buf[148:156]) + 256
+        if stored == unsigned:
+            name = buf[:100].split(b"\0", 1)[0]
+            if magic == b"ustar\x00" and buf[345] != 0:
+                name = buf[345:500].split(b"\0", 1)[0] + b"/" + name
+            type_ = buf[156:157]
+            if type_ == tarfile.AREGTYPE and name.endswith(b"/"):
+                type_ = tarfile.DIRTYPE
+            if type_ == tarfile.DIRTYPE:
+                name = name.rstrip(b"/")
+            return _Header(name.decode("utf-8", "surrogateescape"), size, type_)
+    return tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")  # the general case, and its errors
 
 
 def pax_records(data: bytes) -> dict[str, str]:

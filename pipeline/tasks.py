@@ -43,6 +43,16 @@ from pipeline.plan import kept_wnids, plan_samples, shard_counts, shard_sizes
 from pipeline.progress import TaskProgress
 from pipeline.shard_writer import shard_range, write_shards, write_summary
 
+# Imported here, in the process that forks Luigi's task processes, so that each task does not pay
+# for it again: the image path (PIL, simplejpeg), and pandas, which pyarrow imports (when it is
+# installed) the first time it builds a table (~0.2 s per process).
+import pipeline.images  # noqa: E402,F401
+
+try:
+    import pandas  # noqa: E402,F401
+except ImportError:
+    pass
+
 logger = logging.getLogger("luigi-interface")
 
 CONTAINER_SCHEMA = pa.schema([("name", pa.string()), ("wnid", pa.string()), ("source", pa.string()),
@@ -51,7 +61,7 @@ CONTAINER_SCHEMA = pa.schema([("name", pa.string()), ("wnid", pa.string()), ("so
 #: Auto task counts: about this many raw bytes per convert task, at least MIN_CONVERT_TASKS tasks
 #: (never more than there are containers), at most MAX_CONVERT_TASKS.
 CONVERT_TASK_BYTES = 1 << 30
-MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 8, 2048
+MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 32, 2048
 #: Shard tasks: a conservative (large) raw size per image, so the estimate of the shard count errs
 #: low and no shard task goes empty; about SHARDS_PER_TASK shards each.
 RAW_BYTES_PER_IMAGE_HIGH = 150_000
