@@ -40,20 +40,36 @@ def test_kill_at_a_crash_point_then_rerun(point, archive, reference, tmp_path):
     assert output_digest(out) == reference
 
 
-def test_kill_9_of_a_two_worker_build_mid_shards(archive, reference, tmp_path):
+MANY_SHARDS = ("--samples-per-shard", "16")  # a shard phase long enough to be killed in
+
+
+@pytest.fixture(scope="module")
+def reference_many_shards(archive, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference-many") / "ds"
+    proc = run_build(archive, out, *MANY_SHARDS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return output_digest(out)
+
+
+@pytest.mark.parametrize("moment", ["convert", "shards"])
+def test_kill_9_of_a_two_worker_build_then_rerun(moment, archive, reference_many_shards, tmp_path):
+    """A real kill -9 of the scheduler and its task processes once the first part (mid-convert)
+    or the first shard (mid-shards) is on disk."""
     out = tmp_path / "ds"
-    proc = subprocess.Popen(luigi_cmd(archive, out, "--local-scheduler", "--workers", "2"), cwd=ROOT,
+    proc = subprocess.Popen(luigi_cmd(archive, out, "--local-scheduler", "--workers", "2", *MANY_SHARDS), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pattern = "_work/**/part-*.json" if moment == "convert" else "train/*.tar"
     deadline = time.monotonic() + 300
-    while not list((out / "train").glob("*.tar")) if (out / "train").is_dir() else True:
-        assert proc.poll() is None and time.monotonic() < deadline, "build ended before any shard appeared"
-        time.sleep(0.05)
+    while not list(out.glob(pattern)):
+        assert proc.poll() is None and time.monotonic() < deadline, f"build ended before the {moment} stage"
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # the scheduler process and its forked task processes
     proc.wait()
-    rerun = run_build(archive, out, "--workers", "2")
+    assert not (out / "_info.json").exists()
+    rerun = run_build(archive, out, "--workers", "2", *MANY_SHARDS)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert temp_files(out) == []
-    assert output_digest(out) == reference
+    assert output_digest(out) == reference_many_shards
 
 
 def test_failed_build_exits_non_zero_with_a_clear_message(tmp_path):
