@@ -144,11 +144,17 @@ def noun_record(wnid: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     if not isinstance(wnid, str) or not WNID_RE.match(wnid) or int(wnid[1:]) == 0:
         raise KeyError(f"{wnid!r} is not a WordNet noun id (expected n + 8 digits)")
-    f = _data_noun()
-    f.seek(int(wnid[1:]) - 1)  # a synset line starts right after a newline
-    if f.read(1) != b"\n" or not (line := f.readline()).startswith(f"{wnid[1:]} ".encode()):
+    fd, offset = _data_noun(), int(wnid[1:])
+    # pread, not seek + read: forked processes share the descriptor, but not a file position
+    chunk = os.pread(fd, 4096, offset - 1)  # a synset line starts right after a newline
+    while chunk and b"\n" not in chunk[1:]:  # a line longer than the first read
+        more = os.pread(fd, 4096, offset - 1 + len(chunk))
+        if not more:
+            break
+        chunk += more
+    if not chunk.startswith(f"\n{wnid[1:]} ".encode()):
         raise KeyError(f"{wnid} is not in WordNet 3.0")
-    fields = line.split(b" | ", 1)[0].split()
+    fields = chunk[1:].split(b"\n", 1)[0].split(b" | ", 1)[0].split()
     words = int(fields[3], 16)
     lemmas = tuple(w.decode() for w in fields[4:4 + 2 * words:2])
     at = 4 + 2 * words
@@ -159,8 +165,8 @@ def noun_record(wnid: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=None)
-def _data_noun():
-    return open(wordnet_root() / "data.noun", "rb")  # kept open: many lookups per build
+def _data_noun() -> int:
+    return os.open(wordnet_root() / "data.noun", os.O_RDONLY)  # kept open: many lookups per build
 
 
 def _reader(root):

@@ -14,27 +14,24 @@ read once, in order, and never again:
   ordered by :func:`pipeline.parts.train_order`.
 
 Damage in a class tar (a cut-short or lying header, a read error) keeps every member read before
-it and adds one reject row naming the byte offset. The drivers read the four layouts:
+it and adds one reject row naming the byte offset. The drivers read three layouts:
 :func:`convert_tar_range` (a run of class tars inside the fall11 tar, one sequential read),
-:func:`convert_tar_files` (class tar files), :func:`convert_folders` (class folders) and
-:func:`convert_gzip` (the winter21 ``.tar.gz`` inflated once, converted by a thread pool as it
-streams, written as several parts).
+:func:`convert_tar_files` (class tar files) and :func:`convert_folders` (class folders); the
+winter21 ``.tar.gz`` is :mod:`pipeline.gzip_convert`'s.
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from pipeline.archive import ArchiveError, Container, Entry, class_wnid, folder_files, tar_entries
+from pipeline.archive import ArchiveError, Container, Entry, folder_files, tar_entries
 from pipeline.members import member_name_problem, reject_row
 from pipeline.parts import PartBuilder, train_order
-from pipeline.streams import BlockStream, StreamError, file_blocks, gzip_blocks, read_files_ahead
-from pipeline.tarstream import TarDamage, TarReader
+from pipeline.streams import BlockStream, StreamError, file_blocks, read_files_ahead
+from pipeline.tarstream import TarDamage
 
 MAX_MEMBER_BYTES = 512 << 20  # larger members are rejected unread
 VAL_RULES = ("first", "random")
@@ -69,81 +66,21 @@ def convert_image(data: bytes, size: int, quality: int) -> tuple:
     return "ok", jpg, w, h
 
 
-class _Done:
-    """A finished result with the ``Future.result()`` interface."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-    def done(self) -> bool:
-        return True
-
-
-class InlineConverter:
-    """Converts in the calling thread (a convert task's reads run ahead in another thread)."""
-
-    def __init__(self, settings: ConvertSettings):
-        self.size, self.quality = settings.image_size, settings.jpeg_quality
-
-    def submit(self, data: bytes) -> _Done:
-        return _Done(convert_image(data, self.size, self.quality))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-
-class PooledConverter:
-    """Converts on ``threads`` threads (the image path releases the GIL), at most ``budget`` raw
-    bytes in flight so a fast reader cannot fill the memory."""
-
-    def __init__(self, settings: ConvertSettings, threads: int, budget: int = 256 << 20):
-        self.size, self.quality, self.budget = settings.image_size, settings.jpeg_quality, budget
-        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="convert")
-        self._in_flight = 0
-        self._cond = threading.Condition()
-
-    def submit(self, data: bytes) -> Future:
-        n = len(data)
-        with self._cond:
-            self._cond.wait_for(lambda: self._in_flight == 0 or self._in_flight + n <= self.budget)
-            self._in_flight += n
-        future = self._pool.submit(convert_image, data, self.size, self.quality)
-        future.add_done_callback(lambda _: self._release(n))
-        return future
-
-    def _release(self, n: int) -> None:
-        with self._cond:
-            self._in_flight -= n
-            self._cond.notify_all()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
-
-
 class ClassJob:
     """One class container: its members go in with :meth:`add`, its rows come out with :meth:`finish`."""
 
-    def __init__(self, container: Container, known: bool, settings: ConvertSettings, converter,
-                 part: PartBuilder):
+    def __init__(self, container: Container, known: bool, settings: ConvertSettings, part: PartBuilder):
         self.container, self.wnid, self.known = container, container.wnid, known
-        self.settings, self.converter, self.part = settings, converter, part
+        self.settings, self.part = settings, part
         self.n_images = 0
         self.n_entries = 0
         self.keys: set[str] = set()
         self.held: list[tuple[str, str, bytes]] = []  # read, not yet decided kept
-        self.converting: list[tuple[str, str, object]] = []  # (member, key, future)
+        self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result)
         self.kept = False
+
+    def _convert(self, member: str, key: str, data: bytes) -> None:
+        self.converted.append((member, key, convert_image(data, self.settings.image_size, self.settings.jpeg_quality)))
 
     def reject(self, member: str, reason: str, detail: str = "", key: str | None = None, stage: str = "read"):
         self.part.rejects.append(reject_row(member, self.wnid, reason, detail, key, stage))
@@ -170,13 +107,12 @@ class ClassJob:
         except OSError as exc:
             return self.reject(entry.name, "unreadable_file", str(exc), key)
         if self.kept:
-            self.converting.append((entry.name, key, self.converter.submit(data)))
-            return
+            return self._convert(entry.name, key, data)
         self.held.append((entry.name, key, data))
         if self.n_images >= self.settings.min_images:
             self.kept = True
-            for member, held_key, held_data in self.held:
-                self.converting.append((member, held_key, self.converter.submit(held_data)))
+            for held in self.held:
+                self._convert(*held)
             self.held = []
 
     def damaged(self, offset: int, message: str, reason: str = "damaged_class_tar") -> None:
@@ -185,11 +121,8 @@ class ClassJob:
         self.reject(self.container.name, reason,
                     f"{message}; {self.n_entries - 1} member(s) before byte {offset} were read")
 
-    def done(self) -> bool:
-        return all(f.done() for _, _, f in self.converting)
-
     def finish(self) -> None:
-        """Wait for the conversions; add the class row, samples and decode rejects to the part."""
+        """Add the class row, its samples and decode rejects to the part."""
         if self.n_entries == 0:
             self.n_entries = 1
             self.reject(self.container.name, "empty_class", "the class container holds no files")
@@ -202,13 +135,12 @@ class ClassJob:
             self.held = []
             return
         ok = []
-        for member, key, future in self.converting:
-            result = future.result()
+        for member, key, result in self.converted:
             if result[0] == "ok":
                 ok.append((member, key, result[1], result[2], result[3]))
             else:
                 self.reject(member, result[1], result[2], key, stage="decode")
-        self.converting = []
+        self.converted = []
         ok.sort()
         val = validation_positions(len(ok), self.settings, self.wnid)
         for i, (member, key, jpg, w, h) in enumerate(ok):
@@ -261,11 +193,10 @@ def convert_tar_range(archive: str | Path, containers: list[Container], settings
     end = max(c.offset + c.size for c in containers)
     try:
         with BlockStream(file_blocks(archive, start, end), offset=start) as stream:
-            converter = InlineConverter(settings)
             for c in containers:
                 stream.skip(c.offset - stream.tell())  # the outer header(s) before it
                 if _is_class(c):
-                    job = ClassJob(c, known(c.wnid), settings, converter, part)
+                    job = ClassJob(c, known(c.wnid), settings, part)
                     _read_class_tar(job, stream, c.offset + c.size)
                     job.finish()
                 else:
@@ -279,15 +210,15 @@ def convert_tar_range(archive: str | Path, containers: list[Container], settings
 
 
 def convert_tar_files(root: str | Path, containers: list[Container], settings: ConvertSettings,
-                      known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
-    """Class tar files of a tars-dir, each read front to back."""
-    part = PartBuilder()
-    converter = InlineConverter(settings)
+                      known: Callable[[str], bool], progress: Progress = None,
+                      part: PartBuilder | None = None) -> PartBuilder:
+    """Class tar files of a tars-dir, each read front to back (added to ``part`` if given)."""
+    part = PartBuilder() if part is None else part
     for c in containers:
         if not _is_class(c):
             reject_container(c, part)
             continue
-        job = ClassJob(c, known(c.wnid), settings, converter, part)
+        job = ClassJob(c, known(c.wnid), settings, part)
         path = Path(root) / c.source
         try:
             size = path.stat().st_size
@@ -306,7 +237,6 @@ def convert_folders(root: str | Path, containers: list[Container], settings: Con
                     known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
     """Class folders of a folders-dir; image files are read a few ahead of the conversion."""
     part = PartBuilder()
-    converter = InlineConverter(settings)
     listed: list[tuple[Container, list | OSError]] = []
     wanted = []
     for c in containers:
@@ -329,7 +259,7 @@ def convert_folders(root: str | Path, containers: list[Container], settings: Con
             if not _is_class(c):
                 reject_container(c, part)
                 continue
-            job = ClassJob(c, known(c.wnid), settings, converter, part)
+            job = ClassJob(c, known(c.wnid), settings, part)
             if isinstance(files, OSError):
                 job.damaged(0, f"cannot list {c.name}: {files}", reason="unreadable_class_folder")
             else:
@@ -359,63 +289,3 @@ def _next_read(ahead: Iterator, path: str) -> Callable[[], bytes]:
                 return data
         raise RuntimeError(f"read-ahead ended before {path}")
     return read
-
-
-def convert_gzip(archive: str | Path, settings: ConvertSettings, known: Callable[[str], bool],
-                 write_part: Callable[[int, PartBuilder], None], part_done: Callable[[int], bool],
-                 part_bytes: int, threads: int, inflate_threads: int = 1,
-                 progress: Progress = None) -> int:
-    """The winter21 ``.tar.gz``, inflated once and converted as it streams; return the part count.
-
-    Containers go into part ``k`` in stream order, a new part starting at the first container
-    after every ``part_bytes`` of inflated data, so part boundaries never depend on timing.
-    ``write_part(k, part)`` stores a finished part; parts for which ``part_done(k)`` is true
-    (written by an interrupted earlier run) are streamed through without decoding. A truncated or
-    corrupt archive raises :class:`ArchiveError` naming the (inflated) byte offset.
-    """
-    seen: set[str] = set()
-    pending: list[ClassJob] = []
-    index, part, part_end = 0, PartBuilder(), part_bytes
-    skipping = part_done(0)
-
-    def flush():
-        for job in pending:
-            job.finish()
-        pending.clear()
-        if not skipping:
-            write_part(index, part)
-
-    stream = BlockStream(gzip_blocks(archive, inflate_threads))
-    try:
-        with stream, PooledConverter(settings, threads) as converter:
-            outer = TarReader(stream)
-            for member in outer:
-                if member.offset >= part_end:
-                    flush()
-                    index, part = index + 1, PartBuilder()
-                    part_end = (member.offset // part_bytes + 1) * part_bytes
-                    skipping = part_done(index)
-                wnid = class_wnid(member.name, "tar") if member.is_file else None
-                kind = "tar" if member.is_file and member.name.endswith(".tar") else "other"
-                if wnid is not None and wnid in seen and kind == "tar":
-                    kind = "duplicate"
-                c = Container(member.name, wnid, "", member.data_offset, member.size, kind)
-                if _is_class(c):
-                    seen.add(c.wnid)
-                    job = ClassJob(c, known(c.wnid) and not skipping, settings, converter, part)
-                    _read_class_tar(job, stream, c.offset + c.size)
-                    pending.append(job)
-                    while len(pending) > 1 and pending[0].done():
-                        pending.pop(0).finish()
-                else:
-                    reject_container(c, part)
-                part.bytes_read += c.size
-                if progress:
-                    progress(stream.tell())
-            flush()
-    except TarDamage as exc:
-        raise ArchiveError(f"truncated or corrupt archive {archive}: {exc} (offsets count inflated bytes)") from None
-    except StreamError as exc:
-        raise ArchiveError(f"truncated or corrupt gzip archive {archive}: inflating failed after byte "
-                           f"{stream.tell()} of the tar inside ({exc})") from None
-    return index + 1

@@ -33,7 +33,7 @@ import luigi
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import convert, parts, tables
+from pipeline import convert, tables
 from pipeline.archive import ArchiveError, Container, detect_layout, list_containers
 from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
@@ -66,7 +66,8 @@ MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 32, 2048
 #: low and no shard task goes empty; about SHARDS_PER_TASK shards each.
 RAW_BYTES_PER_IMAGE_HIGH = 150_000
 SHARDS_PER_TASK = 2
-#: The winter21 stream is cut into parts of about this many inflated bytes.
+#: A converter process of the winter21 stream writes a part every this many raw bytes (a part's
+#: JPEGs are held in memory until it is written).
 GZIP_PART_BYTES = 1 << 30
 
 _listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
@@ -127,8 +128,8 @@ class DatasetTask(luigi.Task):
     convert_tasks = luigi.IntParameter(default=0, description="tasks reading the archive (0: about one per "
                                                               "GiB, at least 8, at most one per class)")
     shard_tasks = luigi.IntParameter(default=0, description="tasks writing the shards (0: from the archive size)")
-    gzip_threads = luigi.IntParameter(default=0, significant=False,
-                                      description=".tar.gz: threads converting images (0: all cores)")
+    gzip_processes = luigi.IntParameter(default=0, significant=False,
+                                        description=".tar.gz: processes converting images (0: one per core)")
 
     # ---- the archive and its listing --------------------------------------------------------
     @property
@@ -306,23 +307,16 @@ class ConvertGzip(DatasetTask):
         return luigi.LocalTarget(str(self.parts_dir / "convert-gz.json"))
 
     def run(self):
+        from pipeline.gzip_convert import convert_gzip
+
         cores = os.cpu_count() or 1
-        threads = self.gzip_threads or cores
         bar = self.progress(os.path.getsize(self.archive), "convert .tar.gz")  # ~ inflated size of JPEGs
-        base = lambda k: self.parts_dir / f"part-{k:05d}"  # noqa: E731
-        summaries = {}
-
-        def write_part(k, part):
-            summaries[k] = part.write(base(k))
-
-        n = convert.convert_gzip(self.archive, self.settings, self.placeable(), write_part,
-                                 lambda k: parts.part_done(base(k)), GZIP_PART_BYTES, threads,
-                                 inflate_threads=max(1, cores // 8), progress=lambda done: bar.update(done))
-        for k in range(n):
-            summaries.setdefault(k, json.loads(Path(f"{base(k)}.json").read_text()))
-        bar.close(f"{sum(s['samples'] for s in summaries.values())} samples in {n} parts")
-        write_text(self.output().path, json.dumps({"parts": [str(base(k)) for k in range(n)],
-                                                   "summaries": [summaries[k] for k in range(n)]}) + "\n")
+        bases = convert_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
+                             processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8),
+                             part_bytes=GZIP_PART_BYTES, progress=bar.update)
+        summaries = [json.loads(Path(f"{b}.json").read_text()) for b in bases]
+        bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts")
+        write_text(self.output().path, json.dumps({"parts": bases, "summaries": summaries}) + "\n")
 
 
 class ReadTaxonomy(DatasetTask):
