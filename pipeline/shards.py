@@ -21,10 +21,18 @@ from pipeline.outputs import temp_path
 SHARD_PREFIX = "imagenet21kp"
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
-_HEAD = b"0000444\0" + b"0000000\0" * 2  # mode, uid, gid
-_MTIME = b"00000000000\0"
-_TAIL = (b"0" + bytes(100) + tarfile.POSIX_MAGIC + bytes(64)  # type, linkname, magic+version, uname, gname
-         + b"0000000\0" * 2 + bytes(155 + 12))  # devmajor, devminor, prefix, padding to 512
+
+
+def _reference_header() -> bytes:
+    ti = tarfile.TarInfo("x")
+    ti.size, ti.mtime, ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = 0, 0, 0o444, 0, 0, "", ""
+    return ti.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+
+
+# the fixed fields, taken from what this Python's tarfile writes for such a member
+_HEAD = _reference_header()[100:124]  # mode, uid, gid
+_MTIME = _reference_header()[136:148]
+_TAIL = _reference_header()[156:]  # type, linkname, magic, version, uname, gname, dev numbers, prefix
 _TAIL_SUM = sum(_TAIL) + 8 * 32  # the checksum field itself counts as 8 spaces
 _ZEROS = bytes(RECORD + 2 * BLOCK)
 

@@ -72,6 +72,7 @@ GZIP_PART_BYTES = 1 << 30
 
 _listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
 _chunks: dict[tuple, list[tuple[int, int]]] = {}
+_layouts: dict[str, str] = {}
 
 
 class PipelineError(RuntimeError):
@@ -136,9 +137,11 @@ class DatasetTask(luigi.Task):
     def work_root(self) -> Path:
         return Path(self.work_dir or Path(self.output_dir) / "_work")
 
-    @cached_property
+    @property
     def layout(self) -> str:
-        return detect_layout(self.archive)
+        if self.archive not in _layouts:  # every task asks: look once per process
+            _layouts[self.archive] = detect_layout(self.archive)
+        return _layouts[self.archive]
 
     @cached_property
     def archive_dir(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -216,3 +217,29 @@ def test_a_member_stored_twice_is_kept_once_and_the_copy_rejected(tmp_path):
     assert stats["rejects_by_reason"] == {"duplicate_key": 1}
     keys = sorted(r["key"] for r in pq.read_table(out / "labels.parquet").to_pylist())
     assert keys == [f"{wnid}_{i}" for i in range(1, 5)]
+
+
+@pytest.mark.parametrize("layout", ["tar", "tar.gz", "tars-dir"])
+def test_a_damaged_class_tar_loses_only_its_damaged_tail(layout, tmp_path):
+    """A class tar whose last header claims bytes the file does not hold (a bad copy): the 40
+    images before it are built as usual, the tail is one reject naming the byte offset."""
+    from archive_fixtures import OTHER_WNID, WNID, class_members, lying_class_tar, outer_tar, tar_bytes
+
+    damaged, offset = lying_class_tar(class_members(WNID, 40))
+    class_tars = [(f"{WNID}.tar", damaged), (f"{OTHER_WNID}.tar", tar_bytes(class_members(OTHER_WNID, 12)))]
+    if layout == "tars-dir":
+        archive = tmp_path / "tars"
+        archive.mkdir()
+        for name, data in class_tars:
+            (archive / name).write_bytes(data)
+    else:
+        archive = outer_tar(tmp_path / f"a.{layout}", class_tars, gz=layout == "tar.gz")
+    out = build_dataset(archive, tmp_path / "ds", min_images=10, val_per_class=2, samples_per_shard=16)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["accounting"] == {"archive_entries": 40 + 1 + 12, "in_shards": 52, "rejected": 1,
+                                   "in_dropped_classes": 0, "balanced": True}
+    (tail,) = pq.read_table(out / "rejects.parquet").to_pylist()
+    assert tail["reason"] == "damaged_class_tar" and tail["member"] == f"{WNID}.tar"
+    assert re.search(r"byte \d+", tail["detail"]) and "40 member(s)" in tail["detail"]
+    classes = {c["wnid"]: c for c in pq.read_table(out / "classes.parquet").to_pylist()}
+    assert classes[WNID]["n_train"] + classes[WNID]["n_val"] == 40
