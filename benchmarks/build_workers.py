@@ -2,46 +2,30 @@
 
     python benchmarks/build_workers.py [--classes 16] [--per-class 600]
 
-Makes a directory of class tars from the real photos in ``../shared/bench-photos`` (reused
-under real wnids of the official list), then times ``BuildImageNet21KP`` from scratch with
+Makes a directory of class tars from the real photos in ``../shared/bench-photos``
+(``benchmarks/photo_archive.py``), then times ``BuildImageNet21KP`` from scratch with
 ``--workers 1`` and ``--workers 2`` (separate output dirs). Target (issue 4): 2 workers ≥ 1.8× one.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "bench-photos"
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def make_tars_dir(dest: Path, n_classes: int, per_class: int) -> int:
-    import timm.data
-
-    wnids = (Path(timm.data.__file__).parent / "_info" / "imagenet21k_miil_synsets.txt").read_text().split()
-    photos = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
-    dest.mkdir(parents=True)
-    for c, wnid in enumerate(wnids[:: len(wnids) // n_classes][:n_classes]):
-        with tarfile.open(dest / f"{wnid}.tar", "w") as tf:
-            for i in range(per_class):
-                data = photos[(c * per_class + i) % len(photos)]
-                ti = tarfile.TarInfo(f"{wnid}_{i + 1}.JPEG")
-                ti.size = len(data)
-                tf.addfile(ti, io.BytesIO(data))
-    return n_classes * per_class
+from photo_archive import write_archive  # noqa: E402
 
 
 def timed_build(archive: Path, out: Path, workers: int) -> float:
     cmd = [sys.executable, "-m", "luigi", "--module", "pipeline", "BuildImageNet21KP", "--local-scheduler",
            "--workers", str(workers), "--archive", str(archive), "--output-dir", str(out),
-           "--min-images", "31", "--val-per-class", "5", "--samples-per-shard", "200", "--shard-groups", "8",
-           "--index-chunks", "4"]
+           "--min-images", "31", "--val-per-class", "5", "--samples-per-shard", "200"]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t
@@ -77,7 +61,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        n = make_tars_dir(tmp / "archive", args.classes, args.per_class)
+        n = write_archive(tmp / "archive", "tars-dir", args.classes, args.per_class)
         timed_build(tmp / "archive", tmp / "warmup", 1)  # page cache, imports
         t1 = timed_build(tmp / "archive", tmp / "w1", 1)
         t2 = timed_build(tmp / "archive", tmp / "w2", 2)
