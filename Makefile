@@ -42,7 +42,13 @@ demo: env
 	  --input-size 64 --batch-size 16 --epochs 2 --lr 2e-3 --workers 1 --randaugment none --cutout 0
 
 bench: env
+	$(PY) benchmarks/vs_miil.py
+	$(PY) benchmarks/gzip_in_place.py
+	$(PY) benchmarks/read_pattern.py
+	$(PY) benchmarks/convert_stage.py
 	$(PY) benchmarks/image_path.py
+	$(PY) benchmarks/fixed_costs.py
+	$(PY) benchmarks/build_workers.py
 	$(PY) benchmarks/planning.py
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/semantic_loss.py

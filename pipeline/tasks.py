@@ -66,9 +66,6 @@ MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 32, 2048
 #: low and no shard task goes empty; about SHARDS_PER_TASK shards each.
 RAW_BYTES_PER_IMAGE_HIGH = 150_000
 SHARDS_PER_TASK = 2
-#: A converter process of the winter21 stream writes a part every this many raw bytes (a part's
-#: JPEGs are held in memory until it is written).
-GZIP_PART_BYTES = 1 << 30
 
 _listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
 _chunks: dict[tuple, list[tuple[int, int]]] = {}
@@ -131,6 +128,9 @@ class DatasetTask(luigi.Task):
     shard_tasks = luigi.IntParameter(default=0, description="tasks writing the shards (0: from the archive size)")
     gzip_processes = luigi.IntParameter(default=0, significant=False,
                                         description=".tar.gz: processes converting images (0: one per core)")
+    gzip_part_mb = luigi.IntParameter(default=1024, significant=False,
+                                      description=".tar.gz: MB of archive a converter process takes into one "
+                                                  "part (its JPEGs are held in memory until written)")
 
     # ---- the archive and its listing --------------------------------------------------------
     @property
@@ -316,7 +316,7 @@ class ConvertGzip(DatasetTask):
         bar = self.progress(os.path.getsize(self.archive), "convert .tar.gz")  # ~ inflated size of JPEGs
         bases = convert_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
                              processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8),
-                             part_bytes=GZIP_PART_BYTES, progress=bar.update)
+                             part_bytes=self.gzip_part_mb << 20, progress=bar.update)
         summaries = [json.loads(Path(f"{b}.json").read_text()) for b in bases]
         bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts")
         write_text(self.output().path, json.dumps({"parts": bases, "summaries": summaries}) + "\n")

@@ -11,9 +11,10 @@ from buildutil import ROOT, Luigid, luigi_cmd, output_digest, run_build, temp_fi
 from pipeline.demo import make_archive
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    return make_archive(tmp_path_factory.mktemp("cluster") / "demo.tar", seed=3).path
+@pytest.fixture(scope="module", params=["tar", "tar.gz"])
+def archive(request, tmp_path_factory):
+    return make_archive(tmp_path_factory.mktemp("cluster") / f"demo.{request.param}", format=request.param,
+                        seed=3).path
 
 
 def test_two_workers_through_luigid_match_a_local_build(archive, tmp_path):

@@ -72,6 +72,34 @@ def test_kill_9_of_a_two_worker_build_then_rerun(moment, archive, reference_many
     assert output_digest(out) == reference_many_shards
 
 
+def test_kill_9_of_a_gz_build_mid_stream_then_rerun(archive, reference_many_shards, tmp_path):
+    """The same archive gzipped, killed once its first part is written (a part per class): the
+    rerun converts only the rest and gives the dataset of the .tar, byte for byte."""
+    import gzip
+
+    gz = tmp_path / "demo.tar.gz"
+    gz.write_bytes(gzip.compress(archive.read_bytes(), compresslevel=1, mtime=0))
+    out = tmp_path / "ds"
+    small_parts = ("--gzip-part-mb", "1", "--gzip-processes", "2")
+    proc = subprocess.Popen(luigi_cmd(gz, out, "--local-scheduler", *MANY_SHARDS, *small_parts), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("_work/**/part-*-000-*.json")) and not list(out.glob("_work/**/part-*-001-*.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "build ended before a part was written"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "_info.json").exists()
+    finished = set(out.glob("_work/**/part-*.json"))
+    rerun = run_build(gz, out, *MANY_SHARDS, *small_parts)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert finished <= set(out.glob("_work/**/part-*.json"))  # kept, not converted again
+    assert temp_files(out) == []
+    naming_the_archive = {"stats.json", "_params.json", "README.md"}  # they record its path and layout
+    same = lambda digest: {k: v for k, v in digest.items() if k not in naming_the_archive}  # noqa: E731
+    assert same(output_digest(out)) == same(reference_many_shards)
+
+
 def test_failed_build_exits_non_zero_with_a_clear_message(tmp_path):
     missing = tmp_path / "nope.tar"
     proc = run_build(missing, tmp_path / "ds")
