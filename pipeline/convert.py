@@ -28,13 +28,15 @@ from typing import Callable, Iterator
 import numpy as np
 
 from pipeline.archive import ArchiveError, Container, Entry, folder_files, tar_entries
+from pipeline.images import BadImage, squish_resize_with_size
 from pipeline.members import member_name_problem, reject_row
 from pipeline.parts import PartBuilder, train_order
-from pipeline.streams import BlockStream, StreamError, file_blocks, read_files_ahead
+from pipeline.streams import FILE_BLOCK, BlockStream, StreamError, file_blocks, read_files_ahead
 from pipeline.tarstream import TarDamage
 
 MAX_MEMBER_BYTES = 512 << 20  # larger members are rejected unread
 VAL_RULES = ("first", "random")
+Progress = Callable[[int], None] | None  # called with the bytes (or folders) done so far
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,6 @@ class ConvertSettings:
 
 def convert_image(data: bytes, size: int, quality: int) -> tuple:
     """``("ok", jpeg, width, height)`` or ``("reject", reason, detail)``; never raises for bad bytes."""
-    from pipeline.images import BadImage, squish_resize_with_size  # PIL only where images are made
-
     try:
         jpg, (w, h) = squish_resize_with_size(data, size=size, quality=quality)
     except BadImage as exc:
@@ -182,9 +182,6 @@ def _read_class_tar(job: ClassJob, stream, end: int) -> None:
         job.damaged(exc.offset, str(exc))
 
 
-Progress = Callable[[int], None] | None
-
-
 def convert_tar_range(archive: str | Path, containers: list[Container], settings: ConvertSettings,
                       known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
     """Consecutive containers of a fall11 outer tar, read as one byte range front to back."""
@@ -231,6 +228,18 @@ def convert_tar_files(root: str | Path, containers: list[Container], settings: C
         if progress:
             progress(part.bytes_read)
     return part
+
+
+def convert_tar_bytes(container: Container, data: bytes, settings: ConvertSettings, known: Callable[[str], bool],
+                      part: PartBuilder) -> None:
+    """One class tar held in memory (a winter21 class tar handed over by the reading process)."""
+    job = ClassJob(container, known(container.wnid), settings, part)
+    view = memoryview(data)
+    blocks = (view[i:i + FILE_BLOCK] for i in range(0, len(data), FILE_BLOCK))
+    with BlockStream(blocks) as stream:
+        _read_class_tar(job, stream, len(data))
+    job.finish()
+    part.bytes_read += len(data)
 
 
 def convert_folders(root: str | Path, containers: list[Container], settings: ConvertSettings,

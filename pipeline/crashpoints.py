@@ -4,9 +4,9 @@ Set ``IMAGENET21KP_CRASH_AT=POINT[:N]`` and the process that reaches ``POINT`` f
 (default 1) sends itself SIGKILL — no cleanup, no ``finally`` blocks, exactly like a node failure.
 Unset (always, outside tests) it costs one dictionary lookup.
 
-Points: ``index_chunk`` (rejects written, images not yet), ``shard_sidecar`` (sidecar written,
-shard not yet), ``shard_temp`` (shard temp file complete, not yet renamed), ``tables``
-(some output tables written, not all).
+Points: ``convert_part`` (a part's data and tables written, its summary not yet),
+``shard_temp`` (shard temp file complete, not yet renamed), ``shard_written`` (a shard renamed,
+its task's summary not yet), ``tables`` (some output tables written, not all).
 """
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
 """Stage 1 for the winter21 ``.tar.gz``: inflated once, front to back, converted on every core of the host.
 
-gzip can only be read from its start, so one process reads the stream (inflating in a background
-thread: ``isal`` on one thread, ``rapidgzip`` on several) and hands each class tar to a pool of
-converter processes through a small spool of files in the work dir: at most ``2 × processes``
-class tars exist at a time, each deleted as soon as it is converted, so no copy of the archive
-ever builds up (the ``.tar.gz`` is read in place). Each converter process runs the tars-dir code
-(:func:`pipeline.convert.convert_tar_files`) and writes its own parts. Classes the tree cannot
+gzip can only be read from its start, so one process reads the stream (inflated by ``rapidgzip``
+in a background thread, in parallel on hosts with many cores) and hands each class tar to a pool of
+converter processes through a small spool in the work dir: a class tar is written there, and
+read back into memory and deleted by the converter that takes it, so at most ``2 + processes / 8``
+class tars are on disk at a time and no copy of the archive builds up (the ``.tar.gz`` is read
+in place; the files mostly never leave the page cache). Each converter process converts class
+tars with :func:`pipeline.convert.convert_tar_bytes` and writes its own parts. Classes the tree cannot
 place, and entries that are not class tars, are settled by the reading process without spooling.
 
 Parts are named by run, so the set of parts depends on timing but the dataset does not (the plan
@@ -26,13 +27,12 @@ from typing import Callable
 import pyarrow.parquet as pq
 
 from pipeline.archive import ArchiveError, Container, class_wnid, tar_entries
-from pipeline.convert import ClassJob, ConvertSettings, convert_tar_files, reject_container
+from pipeline.convert import ClassJob, ConvertSettings, convert_tar_bytes, reject_container
 from pipeline.outputs import remove_stale_temp_files_in
 from pipeline.parts import SUFFIXES, PartBuilder, part_done
 from pipeline.streams import BlockStream, StreamError, gzip_blocks
 from pipeline.tarstream import TarDamage, TarReader
 
-SPOOL_CHUNK = 4 << 20
 POLL_S = 0.2
 
 
@@ -70,8 +70,10 @@ def _converter_main(jobs, results, spool: str, base_prefix: str, settings: Conve
                 continue
             if container is None:
                 break
-            convert_tar_files(spool, [container], settings, known, part=part)
-            os.unlink(Path(spool) / container.source)
+            spooled = Path(spool) / container.source
+            data = spooled.read_bytes()
+            spooled.unlink()  # off the disk at once: converted from memory
+            convert_tar_bytes(container, data, settings, known, part)
             if part.bytes_read >= part_bytes:
                 part.write(f"{base_prefix}-{seq:04d}")
                 written.append(f"{base_prefix}-{seq:04d}")
@@ -90,7 +92,8 @@ class _Pool:
     def __init__(self, processes: int, spool: Path, base_prefix: str, settings: ConvertSettings,
                  known: Callable[[str], bool], part_bytes: int):
         ctx = multiprocessing.get_context("fork")  # the children inherit the imports: instant start
-        self.jobs, self.results = ctx.Queue(maxsize=2 * processes), ctx.Queue()
+        # a short queue: the reader inflates a class tar far faster than one is converted
+        self.jobs, self.results = ctx.Queue(maxsize=1 + processes // 8), ctx.Queue()
         self.procs = [ctx.Process(target=_converter_main, daemon=True,
                                   args=(self.jobs, self.results, str(spool), f"{base_prefix}-{i:03d}",
                                         settings, known, part_bytes))
@@ -206,10 +209,5 @@ def convert_gzip(archive: str | Path, parts_dir: Path, settings: ConvertSettings
 def _spool(stream: BlockStream, size: int, path: Path) -> None:
     """Copy the next ``size`` bytes of the stream (a class tar) into a spool file."""
     with open(path, "wb") as out:
-        left = size
-        while left:
-            data = stream.read(min(SPOOL_CHUNK, left))
-            if not data:
-                raise TarDamage(stream.tell(), f"the archive ends inside {path.name} at byte {stream.tell()}")
-            out.write(data)
-            left -= len(data)
+        if stream.copy_to(out, size) < size:
+            raise TarDamage(stream.tell(), f"the archive ends inside {path.name} at byte {stream.tell()}")

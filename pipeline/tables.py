@@ -1,6 +1,6 @@
-"""Stage 6–7 — tables, ``_info.json``, ``stats.json`` and the dataset card.
+"""Stage 4 — tables, ``_info.json``, ``stats.json`` and the dataset card.
 
-Pure functions: they take the plan, the tree, the class counts, the rejects and the shard
+Pure functions: they take the plan, the tree, the parts' class rows and rejects and the shard
 summaries, and return Arrow tables and dicts; the Luigi tasks only write them.
 """
 from __future__ import annotations

@@ -39,21 +39,20 @@ from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
 from pipeline.members import REJECT_SCHEMA
 from pipeline.outputs import remove_stale_temp_files_in, write_parquet, write_text
+from pipeline.pil_build import describe_pil_build
 from pipeline.plan import kept_wnids, plan_samples, shard_counts, shard_sizes
 from pipeline.progress import TaskProgress
 from pipeline.shard_writer import shard_range, write_shards, write_summary
 
-# Imported here, in the process that forks Luigi's task processes, so that each task does not pay
-# for it again: the image path (PIL, simplejpeg), and pandas, which pyarrow imports (when it is
-# installed) the first time it builds a table (~0.2 s per process).
-import pipeline.images  # noqa: E402,F401
-
+# pyarrow imports pandas, when it is installed, the first time it builds a table (~0.2 s): done
+# here, in the process that forks Luigi's task processes, so that no task pays for it again.
 try:
     import pandas  # noqa: E402,F401
 except ImportError:
     pass
 
 logger = logging.getLogger("luigi-interface")
+PIL_BUILD = describe_pil_build()  # logged by the tasks that make images
 
 CONTAINER_SCHEMA = pa.schema([("name", pa.string()), ("wnid", pa.string()), ("source", pa.string()),
                               ("offset", pa.int64()), ("size", pa.int64()), ("kind", pa.string()),
@@ -65,6 +64,7 @@ MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 32, 2048
 #: Shard tasks: a conservative (large) raw size per image, so the estimate of the shard count errs
 #: low and no shard task goes empty; about SHARDS_PER_TASK shards each.
 RAW_BYTES_PER_IMAGE_HIGH = 150_000
+RAW_BYTES_PER_IMAGE_TYPICAL = 85_000  # fall11: 1.2 TB / 14.2 M images
 SHARDS_PER_TASK = 2
 
 _listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
@@ -124,7 +124,7 @@ class DatasetTask(luigi.Task):
     is_a_path = luigi.Parameter(default="", description="ImageNet's wordnet.is_a.txt (tree_source=is_a)")
     words_path = luigi.Parameter(default="", description="ImageNet's words.txt for class names (optional)")
     convert_tasks = luigi.IntParameter(default=0, description="tasks reading the archive (0: about one per "
-                                                              "GiB, at least 8, at most one per class)")
+                                                              "GiB, at least 32, at most one per class)")
     shard_tasks = luigi.IntParameter(default=0, description="tasks writing the shards (0: from the archive size)")
     gzip_processes = luigi.IntParameter(default=0, significant=False,
                                         description=".tar.gz: processes converting images (0: one per core)")
@@ -165,27 +165,26 @@ class DatasetTask(luigi.Task):
             _listings[key] = [Container(**r) for r in rows]
         return _listings[key]
 
+    def raw_bytes(self) -> int:
+        """The archive's size; for class folders, their file counts times a typical image size."""
+        if self.layout == "folders-dir":
+            return sum(c.weight for c in self.containers) * RAW_BYTES_PER_IMAGE_TYPICAL
+        if self.layout == "tars-dir":
+            return sum(c.size for c in self.containers)
+        return os.path.getsize(self.archive)
+
     @property
     def n_convert_tasks(self) -> int:
         if self.layout == "tar.gz":
             return 1
-        if self.convert_tasks > 0:
-            return min(self.convert_tasks, len(self.containers))
-        total = sum(c.weight for c in self.containers)
-        if self.layout == "folders-dir":
-            total *= RAW_BYTES_PER_IMAGE_HIGH // 2
-        wanted = max(MIN_CONVERT_TASKS, math.ceil(total / CONVERT_TASK_BYTES))
+        wanted = self.convert_tasks or max(MIN_CONVERT_TASKS, math.ceil(self.raw_bytes() / CONVERT_TASK_BYTES))
         return max(1, min(wanted, len(self.containers), MAX_CONVERT_TASKS))
 
     @property
     def n_shard_tasks(self) -> int:
         if self.shard_tasks > 0:
             return self.shard_tasks
-        if os.path.isdir(self.archive):
-            raw = sum(c.size or c.weight * RAW_BYTES_PER_IMAGE_HIGH // 2 for c in self.containers)
-        else:
-            raw = os.path.getsize(self.archive)
-        estimated_shards = raw / (RAW_BYTES_PER_IMAGE_HIGH * self.samples_per_shard)
+        estimated_shards = self.raw_bytes() / (RAW_BYTES_PER_IMAGE_HIGH * self.samples_per_shard)
         return max(1, min(MAX_CONVERT_TASKS, round(estimated_shards / SHARDS_PER_TASK)))
 
     # ---- work folders -------------------------------------------------------------------------
@@ -292,6 +291,7 @@ class ConvertRange(DatasetTask):
         containers = self.my_containers
         layout_reader = {"tar": convert.convert_tar_range, "tars-dir": convert.convert_tar_files,
                          "folders-dir": convert.convert_folders}[self.layout]
+        logger.info("convert %d/%d with %s", self.chunk + 1, self.n_convert_tasks, PIL_BUILD)
         total = sum(c.size for c in containers) if self.layout != "folders-dir" else len(containers)
         bar = self.progress(total, f"convert {self.chunk + 1}/{self.n_convert_tasks}")
         part = layout_reader(self.archive, containers, self.settings, self.placeable(),
@@ -313,18 +313,20 @@ class ConvertGzip(DatasetTask):
         from pipeline.gzip_convert import convert_gzip
 
         cores = os.cpu_count() or 1
-        bar = self.progress(os.path.getsize(self.archive), "convert .tar.gz")  # ~ inflated size of JPEGs
+        logger.info("convert .tar.gz with %s", PIL_BUILD)
+        total = os.path.getsize(self.archive)  # about the inflated size: JPEGs hardly compress
+        bar = self.progress(total, "convert .tar.gz")
         bases = convert_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
                              processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8),
-                             part_bytes=self.gzip_part_mb << 20, progress=bar.update)
+                             part_bytes=self.gzip_part_mb << 20, progress=lambda done: bar.update(min(done, total)))
         summaries = [json.loads(Path(f"{b}.json").read_text()) for b in bases]
         bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts")
         write_text(self.output().path, json.dumps({"parts": bases, "summaries": summaries}) + "\n")
 
 
 class ReadTaxonomy(DatasetTask):
-    """The is-a parents and names of every candidate class (nltk's WordNet load happens here,
-    beside the conversion, so the tree is cheap once the kept classes are known)."""
+    """The is-a parents and names of every class of the archive, read beside the conversion so
+    that the tree is a moment's work once the kept classes are known."""
 
     priority = 1 << 40  # start at once: it runs beside the convert tasks
 
@@ -344,12 +346,16 @@ class ReadTaxonomy(DatasetTask):
 
     def run(self):
         from hierarchy import parent_mapping
-        from hierarchy.names import class_names
+        from hierarchy.names import class_names, read_words
 
         is_placeable = self.placeable()
         wnids = [w for w in self.candidates() if is_placeable(w)]
         parents = parent_mapping(wnids, self.tree_source, self.is_a_path or None) if wnids else {}
-        names = class_names(wnids, self.words_path or None)
+        if self.words_path:  # a class the words file lacks matters only if it is kept (see PlanDataset)
+            wanted = set(wnids)
+            names = {w: n for w, n in read_words(self.words_path).items() if w in wanted}
+        else:
+            names = class_names(wnids)
         write_text(self.output().path, json.dumps({"parents": parents, "names": names}, sort_keys=True))
 
 
@@ -373,6 +379,10 @@ class PlanDataset(DatasetTask):
             raise PipelineError(f"no class has at least min_images={self.min_images} images; "
                                 "nothing to build (lower --min-images?)")
         taxonomy = json.loads(Path(self.input()["taxonomy"].path).read_text())
+        unnamed = [w for w in class_list if w not in taxonomy["names"]]
+        if unnamed:
+            raise PipelineError(f"{len(unnamed)} kept class id(s) have no entry in {self.words_path}: "
+                                f"{', '.join(unnamed[:20])}")
         tree = SemanticTree.from_parents(class_list, taxonomy["parents"],
                                          {w: taxonomy["names"][w] for w in class_list}, self.tree_source)
         tree.save(self.output()["tree"].path)

@@ -63,7 +63,7 @@ def test_a_rerun_converts_only_the_classes_of_lost_parts(archives, tmp_path):
 def test_a_converter_failure_stops_the_stream_with_its_traceback(archives, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise MemoryError("converter ran out of memory")
-    monkeypatch.setattr(gz, "convert_tar_files", boom)
+    monkeypatch.setattr(gz, "convert_tar_bytes", boom)
     with pytest.raises(RuntimeError, match="converter ran out of memory"):
         gz.convert_gzip(archives[1], tmp_path / "parts", SETTINGS, KNOWN, processes=2)
 

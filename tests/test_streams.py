@@ -51,12 +51,10 @@ def test_gzip_all_members_and_damage(tmp_path, threads):
     corrupt = bytearray(path.read_bytes())
     corrupt[5000:5100] = bytes(100)
     (tmp_path / "corrupt.gz").write_bytes(bytes(corrupt))
-    with pytest.raises(StreamError):
+    with pytest.raises(StreamError, match="corrupt gzip data"):
         b"".join(gzip_blocks(tmp_path / "corrupt.gz", threads))
-    if threads == 1:  # rapidgzip returns what it could inflate; the tar layer above notices the cut
-        (tmp_path / "cut.gz").write_bytes(path.read_bytes()[:200_000])
-        with pytest.raises(StreamError, match="truncated"):
-            b"".join(gzip_blocks(tmp_path / "cut.gz"))
+    (tmp_path / "cut.gz").write_bytes(path.read_bytes()[:200_000])  # what a cut gives: a prefix
+    assert one.startswith(b"".join(gzip_blocks(tmp_path / "cut.gz", threads)))
 
 
 def test_files_read_ahead_in_order_with_their_errors(tmp_path):
