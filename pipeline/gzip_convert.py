@@ -1,7 +1,7 @@
 """Stage 1 for the winter21 ``.tar.gz``: inflated once, front to back, converted on every core of the host.
 
-gzip can only be read from its start, so one process reads the stream (inflated by ``rapidgzip``
-in a background thread, in parallel on hosts with many cores) and hands each class tar to a pool of
+gzip can only be read from its start, so one process reads the stream (inflated in a background
+thread: ``isal``, or ``rapidgzip`` in parallel on hosts with many cores) and hands each class tar to a pool of
 converter processes through a small spool in the work dir: a class tar is written there, and
 read back into memory and deleted by the converter that takes it, so at most ``2 + processes / 8``
 class tars are on disk at a time and no copy of the archive builds up (the ``.tar.gz`` is read

@@ -53,8 +53,12 @@ def test_gzip_all_members_and_damage(tmp_path, threads):
     (tmp_path / "corrupt.gz").write_bytes(bytes(corrupt))
     with pytest.raises(StreamError, match="corrupt gzip data"):
         b"".join(gzip_blocks(tmp_path / "corrupt.gz", threads))
-    (tmp_path / "cut.gz").write_bytes(path.read_bytes()[:200_000])  # what a cut gives: a prefix
-    assert one.startswith(b"".join(gzip_blocks(tmp_path / "cut.gz", threads)))
+    (tmp_path / "cut.gz").write_bytes(path.read_bytes()[:200_000])
+    if threads == 1:
+        with pytest.raises(StreamError, match="truncated"):
+            b"".join(gzip_blocks(tmp_path / "cut.gz"))
+    else:  # rapidgzip gives what it could inflate; the tar layer above reports the cut
+        assert one.startswith(b"".join(gzip_blocks(tmp_path / "cut.gz", threads)))
 
 
 def test_files_read_ahead_in_order_with_their_errors(tmp_path):
