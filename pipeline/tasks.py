@@ -38,7 +38,7 @@ from pipeline.archive import ArchiveError, Container, detect_layout, list_contai
 from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
 from pipeline.members import REJECT_SCHEMA
-from pipeline.outputs import remove_stale_temp_files_in, write_parquet, write_text
+from pipeline.outputs import remove_stale_temp_files, remove_stale_temp_files_in, write_parquet, write_text
 from pipeline.pil_build import describe_pil_build
 from pipeline.plan import kept_wnids, plan_samples, shard_counts, shard_sizes
 from pipeline.progress import TaskProgress
@@ -252,6 +252,12 @@ class DatasetTask(luigi.Task):
             return f"{type(exception).__name__}: {exception}"
         return super().on_failure(exception)
 
+    def remove_stale_outputs(self) -> None:
+        """Delete the temp files a killed run of this task left beside its outputs (other tasks'
+        files in the same folders are left alone)."""
+        for target in luigi.task.flatten(self.output()):
+            remove_stale_temp_files(target.path)
+
     def status(self, message: str) -> None:
         """A status line in the scheduler's UI (no-op when not run by a worker)."""
         if callable(self.set_status_message):
@@ -288,6 +294,7 @@ class ConvertRange(DatasetTask):
         return luigi.LocalTarget(str(self.parts_dir / f"convert-{self.chunk:05d}.json"))
 
     def run(self):
+        self.remove_stale_outputs()
         containers = self.my_containers
         layout_reader = {"tar": convert.convert_tar_range, "tars-dir": convert.convert_tar_files,
                          "folders-dir": convert.convert_folders}[self.layout]
@@ -310,6 +317,7 @@ class ConvertGzip(DatasetTask):
         return luigi.LocalTarget(str(self.parts_dir / "convert-gz.json"))
 
     def run(self):
+        self.remove_stale_outputs()
         from pipeline.gzip_convert import convert_gzip
 
         cores = os.cpu_count() or 1
@@ -345,6 +353,7 @@ class ReadTaxonomy(DatasetTask):
         return sorted({c.wnid for c in self.containers if c.wnid and c.kind in ("tar", "folder")})
 
     def run(self):
+        self.remove_stale_outputs()
         from hierarchy import parent_mapping
         from hierarchy.names import class_names, read_words
 
@@ -370,6 +379,7 @@ class PlanDataset(DatasetTask):
                 "plan": luigi.LocalTarget(str(self.plan_dir / "plan.parquet"))}
 
     def run(self):
+        self.remove_stale_outputs()
         from hierarchy import SemanticTree
 
         bases = self.part_bases()
@@ -389,6 +399,7 @@ class PlanDataset(DatasetTask):
         samples = pa.concat_tables([_with_part(pq.read_table(f"{b}.samples.parquet"), k) for k, b in enumerate(bases)])
         plan = plan_samples(samples, class_list, self.samples_per_shard)
         path = Path(self.output()["plan"].path)
+        remove_stale_temp_files(path.with_suffix(".shards.json"))
         write_text(path.with_suffix(".shards.json"), json.dumps(shard_counts(plan), sort_keys=True))
         # the plan last (it marks the stage done); one row group per shard, for the shard tasks
         write_parquet(plan, path, row_groups=shard_sizes(plan))
@@ -422,6 +433,7 @@ class ClaimOutputDir(DatasetTask):
         return True
 
     def run(self):
+        self.remove_stale_outputs()
         write_text(self.output().path, json.dumps(self.expected(), indent=1, sort_keys=True) + "\n")
 
 
@@ -445,6 +457,7 @@ class WriteShards(DatasetTask):
         return shards_present(self.output_dir, names)
 
     def run(self):
+        self.remove_stale_outputs()
         from hierarchy import SemanticTree
 
         tree = SemanticTree.load(self.input()["plan"]["tree"].path)
@@ -479,6 +492,7 @@ class WriteTables(DatasetTask):
         return shards_present(self.output_dir, accounting["shard_lengths"])
 
     def run(self):
+        self.remove_stale_outputs()
         remove_stale_temp_files_in(self.output_dir)  # left by a killed run of this task
         inp = self.input()
         bases = self.part_bases()
@@ -514,6 +528,7 @@ class BuildImageNet21KP(DatasetTask):
                 "info": luigi.LocalTarget(str(out / "_info.json"))}
 
     def run(self):
+        self.remove_stale_outputs()
         from hierarchy import SemanticTree
 
         remove_stale_temp_files_in(self.output_dir)
