@@ -10,7 +10,8 @@ Four layouts are accepted (see :func:`detect_layout`):
 Nothing is extracted. A *container* is a class tar (or folder); :func:`list_containers` lists
 them in the order the build reads them (byte order for ``tar``: its header scan reads 512 bytes
 per outer member with ``pread`` and jumps over the class tars; name order for folders) and
-:func:`container_entries` walks one front to back. Member names are data, never paths.
+:func:`tar_entries` (or :func:`folder_files`) walks one front to back. Member names are data,
+never paths.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pipeline.tarstream import TarDamage, TarReader, padded, pax_records
+from pipeline.tarstream import TarReader, padded, pax_records
 
 LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir")
 CLASS_TAR_RE = re.compile(r"^(n\d{8})\.tar$")
@@ -215,5 +216,5 @@ def folder_files(root: str | os.PathLike, container: Container) -> list[tuple[st
     return sorted((e.name, e.path, e.is_file(follow_symlinks=False)) for e in os.scandir(folder))
 
 
-__all__ = ["LAYOUTS", "ArchiveError", "Container", "Entry", "TarDamage", "class_wnid", "detect_layout",
-           "folder_files", "list_containers", "scan_tar_headers", "tar_entries"]
+__all__ = ["LAYOUTS", "ArchiveError", "Container", "Entry", "class_wnid", "detect_layout", "folder_files",
+           "list_containers", "scan_tar_headers", "tar_entries"]

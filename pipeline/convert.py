@@ -174,7 +174,8 @@ def _is_class(container: Container) -> bool:
     return container.wnid is not None and container.kind in ("tar", "folder")
 
 
-def _read_class_tar(job: ClassJob, stream, end: int) -> None:
+def read_class_tar(job: ClassJob, stream, end: int) -> None:
+    """Feed the class tar at ``stream.tell()`` (ending by ``end``) to ``job``; damage ends it with a reject."""
     try:
         for entry, read in tar_entries(stream, end):
             job.add(entry, read)
@@ -194,7 +195,7 @@ def convert_tar_range(archive: str | Path, containers: list[Container], settings
                 stream.skip(c.offset - stream.tell())  # the outer header(s) before it
                 if _is_class(c):
                     job = ClassJob(c, known(c.wnid), settings, part)
-                    _read_class_tar(job, stream, c.offset + c.size)
+                    read_class_tar(job, stream, c.offset + c.size)
                     job.finish()
                 else:
                     reject_container(c, part)
@@ -220,7 +221,7 @@ def convert_tar_files(root: str | Path, containers: list[Container], settings: C
         try:
             size = path.stat().st_size
             with BlockStream(file_blocks(path, 0, size)) as stream:
-                _read_class_tar(job, stream, size)
+                read_class_tar(job, stream, size)
         except (OSError, StreamError) as exc:
             job.damaged(0, f"cannot read {c.name}: {exc}", reason="unreadable_class_tar")
         job.finish()
@@ -237,7 +238,7 @@ def convert_tar_bytes(container: Container, data: bytes, settings: ConvertSettin
     view = memoryview(data)
     blocks = (view[i:i + FILE_BLOCK] for i in range(0, len(data), FILE_BLOCK))
     with BlockStream(blocks) as stream:
-        _read_class_tar(job, stream, len(data))
+        read_class_tar(job, stream, len(data))
     job.finish()
     part.bytes_read += len(data)
 

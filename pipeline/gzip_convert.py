@@ -1,8 +1,8 @@
 """Stage 1 for the winter21 ``.tar.gz``: inflated once, front to back, converted on every core of the host.
 
 gzip can only be read from its start, so one process reads the stream (inflated in a background
-thread: ``isal``, or ``rapidgzip`` in parallel on hosts with many cores) and hands each class tar to a pool of
-converter processes through a small spool in the work dir: a class tar is written there, and
+thread: ``isal``, or ``rapidgzip`` in parallel on hosts with many cores) and hands each class tar
+to a pool of converter processes through a small spool in the work dir: a class tar is written there, and
 read back into memory and deleted by the converter that takes it, so at most ``2 + processes / 8``
 class tars are on disk at a time and no copy of the archive builds up (the ``.tar.gz`` is read
 in place; the files mostly never leave the page cache). Each converter process converts class
@@ -26,8 +26,8 @@ from typing import Callable
 
 import pyarrow.parquet as pq
 
-from pipeline.archive import ArchiveError, Container, class_wnid, tar_entries
-from pipeline.convert import ClassJob, ConvertSettings, convert_tar_bytes, reject_container
+from pipeline.archive import ArchiveError, Container, class_wnid
+from pipeline.convert import ClassJob, ConvertSettings, convert_tar_bytes, read_class_tar, reject_container
 from pipeline.outputs import remove_stale_temp_files_in
 from pipeline.parts import SUFFIXES, PartBuilder, part_done
 from pipeline.streams import BlockStream, StreamError, gzip_blocks
@@ -39,20 +39,17 @@ POLL_S = 0.2
 def completed_classes(parts_dir: Path) -> tuple[list[str], set[str]]:
     """The parts a previous run completed (their bases) and the wnids they hold; removes the
     leftovers of parts it did not complete and its reading-process part (redone every run)."""
+    found = {str(path)[:-len(suffix)] for path in parts_dir.glob("part-*")
+             for suffix in SUFFIXES if str(path).endswith(suffix)}
     bases, wnids = [], set()
-    for path in sorted(parts_dir.glob("part-*")):
-        base = str(path)
-        for suffix in SUFFIXES:
-            base = base[:-len(suffix)] if base.endswith(suffix) else base
-        if base in bases or not Path(base).name.startswith("part-"):
-            continue
+    for base in sorted(found):
         if part_done(base) and not base.endswith("-main"):
             bases.append(base)
             wnids |= set(pq.read_table(f"{base}.classes.parquet", columns=["wnid"]).column("wnid").to_pylist())
         else:
             for suffix in SUFFIXES:
                 Path(base + suffix).unlink(missing_ok=True)
-    return sorted(bases), wnids
+    return bases, wnids
 
 
 def _converter_main(jobs, results, spool: str, base_prefix: str, settings: ConvertSettings,
@@ -146,7 +143,7 @@ class _Pool:
 
 
 def convert_gzip(archive: str | Path, parts_dir: Path, settings: ConvertSettings, known: Callable[[str], bool],
-                 processes: int, inflate_threads: int = 1, part_bytes: int = 512 << 20,
+                 processes: int, inflate_threads: int = 1, part_bytes: int = 1 << 30,
                  progress: Callable[[int], None] | None = None) -> list[str]:
     """Convert the ``.tar.gz`` into parts under ``parts_dir``; return every part's base, sorted.
 
@@ -179,11 +176,7 @@ def convert_gzip(archive: str | Path, parts_dir: Path, settings: ConvertSettings
                     pool.submit(c)
                 elif kind == "tar":  # not placeable: its members are counted here, never decoded
                     job = ClassJob(c, False, settings, main_part)
-                    try:
-                        for entry, read in tar_entries(stream, member.data_offset + member.size):
-                            job.add(entry, read)
-                    except TarDamage as exc:
-                        job.damaged(exc.offset, str(exc))
+                    read_class_tar(job, stream, member.data_offset + member.size)
                     job.finish()
                 else:
                     reject_container(c, main_part)

@@ -57,7 +57,7 @@ def train_order(seed: int, key: str) -> int:
 class PartBuilder:
     """Collects one part's samples, class rows and rejects in memory, then writes it."""
 
-    samples: list[tuple] = field(default_factory=list)  # (split rank, sort key..., row dict, jpg)
+    samples: list[tuple] = field(default_factory=list)  # (sort key, row, jpeg bytes)
     classes: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
     entries: int = 0        # archive entries seen: members, containers rejected whole, damaged tails

@@ -65,3 +65,13 @@ def test_adjacent_spans_are_read_with_one_pread(tmp_path, monkeypatch):
     parts.close()
     assert [bytes(g) for g in got] == [bytes(range(10, 15)), bytes(range(15, 20)), bytes([20, 21]), bytes([50, 51, 52])]
     assert calls == [(10, 12), (50, 3)]
+
+
+def test_part_files_stay_under_their_open_limit(tmp_path):
+    for name in "ab":
+        (tmp_path / f"{name}.bin").write_bytes(name.encode() * 10)
+    parts = PartFiles([str(tmp_path / "a"), str(tmp_path / "b")], max_open=1)
+    for _ in range(3):
+        assert [bytes(x) for x in parts.read_runs(0, [(0, 2)]) + parts.read_runs(1, [(3, 1)])] == [b"aa", b"b"]
+        assert len(parts._fds) == 1
+    parts.close()
