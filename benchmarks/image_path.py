@@ -27,7 +27,6 @@ import io
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -45,9 +44,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from pipeline.images import decode_jpeg_scaled, squish_resize, squish_resized_array  # noqa: E402
 from pipeline.pil_build import describe_pil_build  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from throwaway_env import install_once  # noqa: E402
+
 PHOTOS = ROOT.parent / "shared" / "bench-photos"
 STOCK_PILLOW = "pillow==13.0.0"  # the latest Pillow release when this benchmark was written
-STOCK_DIR = ROOT / ".bench" / "pillow-stock"
 TARGET_VS_NAIVE_STOCK = 2.5
 TARGET_VS_SCALED_DECODE = 0.75
 WARM_UP_PHOTOS = 20
@@ -119,17 +120,8 @@ def load_photos(folder: Path) -> list[bytes]:
 
 
 def install_stock_pillow() -> Path:
-    """``STOCK_DIR`` holding stock Pillow, installed there once (atomically) with the venv's pip."""
-    if not (STOCK_DIR / "PIL").is_dir():
-        tmp = STOCK_DIR.with_name(f"{STOCK_DIR.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              "--target", str(tmp), STOCK_PILLOW])
-        if pip.returncode:
-            raise SystemExit(f"could not install {STOCK_PILLOW} into {tmp} (pip exited with {pip.returncode})")
-        shutil.rmtree(STOCK_DIR, ignore_errors=True)
-        os.replace(tmp, STOCK_DIR)
-    return STOCK_DIR
+    """``.bench/pillow-stock`` holding stock Pillow."""
+    return install_once("pillow-stock", STOCK_PILLOW, "PIL")
 
 
 def stock_pillow_rates(photos: Path, repeat: int, size: int) -> dict:

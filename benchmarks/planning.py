@@ -80,8 +80,6 @@ def main(argv=None) -> int:
     parser.add_argument("--classes", type=int, default=21_841)
     parser.add_argument("--samples-per-shard", type=int, default=5000)
     args = parser.parse_args(argv)
-    from hierarchy import SemanticTree
-
     from hierarchy import SemanticTree, parent_mapping
     from hierarchy.names import class_names
 

@@ -34,24 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from photo_archive import write_archive  # noqa: E402
+from throwaway_env import install_once  # noqa: E402
 
 OPENCV = "opencv-python-headless==5.0.0.93"
-OPENCV_DIR = ROOT / ".bench" / "opencv"
 TARGET = 1.5
 VAL_PER_CLASS = 5
 
 
 def install_opencv() -> Path:
-    """``OPENCV_DIR`` holding OpenCV, installed there once (atomically) with the venv's pip."""
-    if not (OPENCV_DIR / "cv2").is_dir():
-        tmp = OPENCV_DIR.with_name(f"{OPENCV_DIR.name}.tmp-{os.getpid()}")
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              "--no-deps", "--target", str(tmp), OPENCV])
-        if pip.returncode:
-            raise SystemExit(f"could not install {OPENCV} into {tmp} (pip exited with {pip.returncode})")
-        shutil.rmtree(OPENCV_DIR, ignore_errors=True)
-        os.replace(tmp, OPENCV_DIR)
-    return OPENCV_DIR
+    """``.bench/opencv`` holding OpenCV (without its numpy: the venv's is used)."""
+    return install_once("opencv", OPENCV, "cv2", "--no-deps")
 
 
 def miil_style(archive: Path, work: Path, threads: int) -> int:

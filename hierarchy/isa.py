@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hierarchy.wordnet import hypernym_wnids, is_known_wnid

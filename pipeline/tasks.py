@@ -76,8 +76,8 @@ class PipelineError(RuntimeError):
     """A build cannot go on; the message says why and what to do."""
 
 
-def _hash(*parts_) -> str:
-    return hashlib.sha256(json.dumps(parts_, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def _hash(*values) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def shards_present(output_dir, names) -> bool:
