@@ -39,7 +39,7 @@ demo: env
 	  --archive $(DEMO)/imagenet21k-demo.tar --output-dir $(DEMO)/imagenet21kp \
 	  --min-images 31 --val-per-class 5 --samples-per-shard 200
 	$(PY) -m trainer --data $(DEMO)/imagenet21kp --output $(DEMO)/run --model test_resnet \
-	  --input-size 64 --batch-size 16 --epochs 2 --lr 2e-3 --workers 1 --randaugment none --cutout 0
+	  --input-size 64 --batch-size 16 --epochs 2 --lr 2e-3 --workers 1 --randaugment none --cutout 0 --overwrite
 
 bench: env
 	$(PY) benchmarks/vs_miil.py

@@ -1,4 +1,6 @@
-"""``python -m pipeline --version``: versions of the tool and of the libraries on its hot path."""
+"""``python -m pipeline --version`` (versions of the tool and of the libraries on its hot path)
+and ``python -m pipeline scheduler [luigid flags]`` (a cluster's luigid with the package's Luigi
+defaults, on 127.0.0.1 unless ``--address`` says otherwise)."""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +8,17 @@ import sys
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["scheduler"]:
+        from pipeline.cli import scheduler_main
+
+        return scheduler_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="ImageNet-21K-P dataset build. Run it with Luigi: "
-                    "luigi --module pipeline BuildImageNet21KP --archive A --output-dir O [--local-scheduler]")
+                    "luigi --module pipeline BuildImageNet21KP --archive A --output-dir O [--local-scheduler]. "
+                    "`python -m pipeline scheduler --address IP [--port 8082 --state-path F --logdir D]` "
+                    "starts a cluster's luigid with the pipeline's Luigi defaults.")
     parser.add_argument("--version", action="store_true", help="print versions and the active PIL build")
     args = parser.parse_args(argv)
     if not args.version:

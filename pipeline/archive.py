@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from pipeline.errors import ArchiveError
 from pipeline.tarstream import TarReader, padded, pax_records
 
 LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir")
@@ -30,10 +31,6 @@ CLASS_DIR_RE = re.compile(r"^n\d{8}$")
 MEMBER_RE = re.compile(r"^(n\d{8})_(\d+)\.([A-Za-z]+)$")
 IMAGE_EXTENSIONS = {"jpeg", "jpg", "png"}
 BLOCK = tarfile.BLOCKSIZE
-
-
-class ArchiveError(RuntimeError):
-    """The archive as a whole cannot be read (missing, wrong format, truncated)."""
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,10 @@ def build_stats(classes: pa.Table, class_counts: pa.Table, rejects: pa.Table, ac
     }
 
 
+def _shards(n: int) -> str:
+    return f"{n} shard" if n == 1 else f"{n} shards"
+
+
 def dataset_card(stats: dict) -> str:
     """The dataset's README.md."""
     p = stats["parameters"]
@@ -126,8 +130,8 @@ images per class (rule `{p['val_rule']}`), every image squish-resized to {p['ima
 | | |
 |---|---|
 | classes | {stats['num_classes']} (of {stats['classes_in_archive']} in the archive) |
-| train samples | {stats['samples']['train']} in {stats['shards']['train']} shards |
-| validation samples | {stats['samples']['validation']} in {stats['shards']['validation']} shards |
+| train samples | {stats['samples']['train']} in {_shards(stats['shards']['train'])} |
+| validation samples | {stats['samples']['validation']} in {_shards(stats['shards']['validation'])} |
 | dropped classes | {json.dumps(stats['dropped_classes'])} |
 
 ## Accounting

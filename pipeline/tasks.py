@@ -15,7 +15,7 @@ exceeds the number of containers, ``shard_tasks`` is sized from the archive's by
 Work files live under ``work_dir`` in folders named by a hash of what they depend on (archive
 identity; then the convert parameters; then the planning parameters), so a rerun with other
 values never mixes old and new files. ``output_dir`` records its parameters in ``_params.json``
-and refuses a build with different ones.
+and refuses a build with different ones (unless the claiming build produced nothing).
 """
 from __future__ import annotations
 
@@ -33,10 +33,11 @@ import luigi
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import convert, tables
-from pipeline.archive import ArchiveError, Container, detect_layout, list_containers
+from pipeline import convert, preflight, tables
+from pipeline.archive import Container, detect_layout, list_containers
 from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
+from pipeline.errors import ArchiveError, NothingToBuild, ParameterError, PipelineError, record_failure
 from pipeline.members import REJECT_SCHEMA
 from pipeline.outputs import remove_stale_temp_files, remove_stale_temp_files_in, write_parquet, write_text
 from pipeline.pil_build import describe_pil_build
@@ -70,10 +71,6 @@ SHARDS_PER_TASK = 2
 _listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
 _chunks: dict[tuple, list[tuple[int, int]]] = {}
 _layouts: dict[str, str] = {}
-
-
-class PipelineError(RuntimeError):
-    """A build cannot go on; the message says why and what to do."""
 
 
 def _hash(*values) -> str:
@@ -245,12 +242,8 @@ class DatasetTask(luigi.Task):
         return TaskProgress(self, total, what)
 
     def on_failure(self, exception):
-        """Known input problems are reported as one clear line, not a traceback."""
-        from hierarchy.wordnet import WordNetMissing
-
-        if isinstance(exception, (ArchiveError, PipelineError, WordNetMissing)):
-            return f"{type(exception).__name__}: {exception}"
-        return super().on_failure(exception)
+        """Known failures (:mod:`pipeline.errors`) are one line for the command to report, not a traceback."""
+        return record_failure(exception) or super().on_failure(exception)
 
     def remove_stale_outputs(self) -> None:
         """Delete the temp files a killed run of this task left beside its outputs (other tasks'
@@ -284,7 +277,15 @@ class ConvertRange(DatasetTask):
 
     @property
     def priority(self) -> int:  # biggest first, so the last tasks to finish are small ones
-        return sum(c.weight for c in self.my_containers) >> 10
+        return self.work_weight() >> 10
+
+    def work_weight(self) -> int:
+        """Raw bytes (tar layouts) or files (class folders) this task reads."""
+        return sum(c.weight for c in self.my_containers)
+
+    def images_read(self) -> int:
+        """Archive entries the finished task read."""
+        return sum(s["entries"] for s in json.loads(Path(self.output().path).read_text())["summaries"])
 
     @property
     def base(self) -> Path:
@@ -304,7 +305,7 @@ class ConvertRange(DatasetTask):
         part = layout_reader(self.archive, containers, self.settings, self.placeable(),
                              progress=lambda done: bar.update(done))
         summary = part.write(self.base)
-        bar.close(f"{summary['samples']} samples from {len(containers)} containers")
+        bar.close(f"{summary['samples']} samples from {len(containers)} containers", images=summary["entries"])
         write_text(self.output().path, json.dumps({"parts": [str(self.base)], "summaries": [summary]}) + "\n")
 
 
@@ -315,6 +316,11 @@ class ConvertGzip(DatasetTask):
 
     def output(self):
         return luigi.LocalTarget(str(self.parts_dir / "convert-gz.json"))
+
+    def work_weight(self) -> int:
+        return os.path.getsize(self.archive)
+
+    images_read = ConvertRange.images_read
 
     def run(self):
         self.remove_stale_outputs()
@@ -328,7 +334,8 @@ class ConvertGzip(DatasetTask):
                              processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8),
                              part_bytes=self.gzip_part_mb << 20, progress=lambda done: bar.update(min(done, total)))
         summaries = [json.loads(Path(f"{b}.json").read_text()) for b in bases]
-        bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts")
+        bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts",
+                  images=sum(s["entries"] for s in summaries))
         write_text(self.output().path, json.dumps({"parts": bases, "summaries": summaries}) + "\n")
 
 
@@ -386,13 +393,16 @@ class PlanDataset(DatasetTask):
         classes = pa.concat_tables([pq.read_table(f"{b}.classes.parquet") for b in bases])
         class_list = kept_wnids(classes)
         if not class_list:
-            raise PipelineError(f"no class has at least min_images={self.min_images} images; "
-                                "nothing to build (lower --min-images?)")
+            most = max((n for b in bases for n in pq.read_table(f"{b}.classes.parquet", columns=["n_images"])
+                        .column("n_images").to_pylist()), default=0)
+            raise NothingToBuild(f"no class of {self.archive} has at least {self.min_images} images (--min-images; "
+                                 f"the largest has {most}): nothing to build; lower --min-images (and "
+                                 "--val-per-class below it), or check that this is the right archive")
         taxonomy = json.loads(Path(self.input()["taxonomy"].path).read_text())
         unnamed = [w for w in class_list if w not in taxonomy["names"]]
         if unnamed:
-            raise PipelineError(f"{len(unnamed)} kept class id(s) have no entry in {self.words_path}: "
-                                f"{', '.join(unnamed[:20])}")
+            raise ParameterError(f"--words-path {self.words_path} has no entry for {len(unnamed)} kept class "
+                                 f"id(s): {', '.join(unnamed[:20])}; give a words.txt that covers them, or none")
         tree = SemanticTree.from_parents(class_list, taxonomy["parents"],
                                          {w: taxonomy["names"][w] for w in class_list}, self.tree_source)
         tree.save(self.output()["tree"].path)
@@ -420,17 +430,8 @@ class ClaimOutputDir(DatasetTask):
         return dict(self.output_values(), archive=os.path.abspath(self.archive))
 
     def complete(self):
-        path = Path(self.output().path)
-        if not path.is_file():
-            return False
-        recorded = json.loads(path.read_text())
-        expected = json.loads(json.dumps(self.expected()))
-        if recorded != expected:
-            changed = sorted(k for k in set(recorded) | set(expected) if recorded.get(k) != expected.get(k))
-            raise PipelineError(
-                f"{self.output_dir} was built with other parameters ({', '.join(changed)} differ); "
-                "use a new --output-dir or delete the old one")
-        return True
+        # False for a claim by a build that produced nothing: run() claims the dir again
+        return preflight.claim_matches(self.output_dir, self.expected())
 
     def run(self):
         self.remove_stale_outputs()
@@ -511,7 +512,19 @@ class WriteTables(DatasetTask):
 
 
 class BuildImageNet21KP(DatasetTask):
-    """Build ImageNet-21K-P from the raw archive: shards, tables, ``_info.json``, dataset card."""
+    """Build ImageNet-21K-P from the raw archive: shards, tables, ``_info.json``, dataset card.
+
+    Creating the task checks the build before any work (:mod:`pipeline.preflight`): parameter
+    values, the archive (its layout, and its class listing), the output dir's claim, WordNet.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        preflight.check_parameters(self.param_kwargs)
+        if self.layout != "tar.gz":
+            self.containers  # noqa: B018  (lists the archive: a damaged outer tar is refused here)
+        preflight.claim_matches(self.output_dir, self.clone(ClaimOutputDir).expected())
+        preflight.check_wordnet()
 
     def requires(self):
         return self.clone(WriteTables)

@@ -60,14 +60,14 @@ def free_port() -> int:
 
 
 class Luigid:
-    """A real ``luigid`` on 127.0.0.1 with its own state file and log dir."""
+    """A real ``luigid`` on 127.0.0.1 (``python -m pipeline scheduler``) with its own state file and log dir."""
 
     def __init__(self, tmp: Path, config: Path):
         self.port = free_port()
         (tmp / "luigid-logs").mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, LUIGI_CONFIG_PATH=str(config))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from luigi.cmdline import luigid; luigid()", "--port", str(self.port),
+            [sys.executable, "-m", "pipeline", "scheduler", "--port", str(self.port),
              "--address", "127.0.0.1", "--state-path", str(tmp / "luigid.state"), "--logdir", str(tmp / "luigid-logs")],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "luigid.err", "w"))
         deadline = time.monotonic() + 60

@@ -25,7 +25,7 @@ def test_two_workers_through_luigid_match_a_local_build(archive, tmp_path):
     try:
         out = tmp_path / "cluster-out"
         cmd = luigi_cmd(archive, out, "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid.port),
-                        "--worker-keep-alive", "--workers", "1",
+                        "--worker-keep-alive", "--workers", "1", "--log-level", "INFO",  # Luigi's summary too
                         "--samples-per-shard", "24", "--shard-tasks", "8")  # a longer shard phase to share
         workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                    for _ in range(2)]

@@ -210,7 +210,7 @@ def test_a_member_stored_twice_is_kept_once_and_the_copy_rejected(tmp_path):
             ti = tarfile.TarInfo(name)
             ti.size = len(img.getvalue())
             tf.addfile(ti, io.BytesIO(img.getvalue()))
-    out = build_dataset(archive, tmp_path / "ds", min_images=1, val_per_class=1, shard_tasks=1, convert_tasks=1)
+    out = build_dataset(archive, tmp_path / "ds", min_images=2, val_per_class=1, shard_tasks=1, convert_tasks=1)
     stats = json.loads((out / "stats.json").read_text())
     assert stats["accounting"] == {"archive_entries": 5, "in_shards": 4, "rejected": 1, "in_dropped_classes": 0,
                                    "balanced": True}

@@ -257,3 +257,51 @@ def test_cli_help_and_clear_errors(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / '_info.json'} not found: --data must be a dataset built by the "
         "pipeline"]
+
+
+def test_an_existing_run_needs_resume_or_overwrite(trained_run, dataset, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = sorted(p.name for p in run.iterdir())
+    args = ["--data", str(dataset), "--output", str(run), "--epochs", "1", "--steps-per-epoch", "1",
+            "--input-size", "64", "--workers", "0", *TINY, *NO_AUGMENT]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {run} already holds a run (") and "--resume continues it, --overwrite" in error
+    assert sorted(p.name for p in run.iterdir()) == before and len(history(run)) == 2  # untouched
+    with pytest.raises(SystemExit) as usage_error:  # argparse's usage error
+        main([*args, "--resume", "--overwrite"])
+    assert usage_error.value.code == 2 and "give one" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert [e["epoch"] for e in history(run)] == [1]  # a new run, not the old one continued
+
+
+def test_predict_reports_each_bad_input_and_goes_on(trained_run, dataset, tree, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    image, _ = deepest_validation_image(dataset, tree, folder / "a.jpg")
+    (folder / "more" / "b.JPEG").write_bytes(image.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "notes.txt").write_text("not an image: skipped when a folder is expanded")
+    (tmp_path / "empty").mkdir()
+    code = main(["predict", "--checkpoint", str(trained_run), str(tmp_path / "README.md"), str(folder),
+                 str(tmp_path / "empty"), "--min-prob", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line.split(": ")[0] for line in out.splitlines()] == [str(folder / "a.jpg"), str(folder / "more" / "b.JPEG")]
+    errors = err.splitlines()
+    assert errors[0] == f"error: {tmp_path / 'README.md'}: no such file or folder"
+    assert errors[1] == f"error: {tmp_path / 'empty'}: a folder holding no image files"
+    assert errors[2].startswith(f"error: {folder / 'broken.jpg'}: not a readable image")
+    assert errors[3] == "error: 3 of 5 input(s) could not be read (listed above)"
+
+
+def test_the_curves_have_whole_epoch_ticks(trained_run):
+    from trainer.plots import curves_figure
+
+    figure = curves_figure(history(trained_run))
+    for axis in figure.axes:
+        ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

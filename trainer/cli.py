@@ -14,6 +14,14 @@ from trainer.config import ConfigError, TrainConfig, config_fields
 _TYPES = {"str": str, "int": int, "float": float, "str | None": str, "int | None": int}
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` unless the help already says what the default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default" in text.lower() else super()._get_help_string(action)
+
+
 def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer",
@@ -21,7 +29,7 @@ def train_parser() -> argparse.ArgumentParser:
                     "softmax (default), single-label or multi-label scheme, optionally with "
                     "semantic knowledge distillation. Runs as one process or under torchrun. "
                     "Subcommand 'predict' (python -m trainer predict -h) prints semantic chains.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     for spec in config_fields():
         meta = dict(spec.metadata)
         flag = "--" + spec.name.replace("_", "-")
@@ -45,11 +53,12 @@ def predict_parser() -> argparse.ArgumentParser:
         prog="python -m trainer predict",
         description="Print the semantic chain (root > ... > leaf, with probabilities) a trained "
                     "model predicts for each image.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     parser.add_argument("--checkpoint", required=True, default=argparse.SUPPRESS,
                         help="run directory of a training (model.json, semantic_tree.json and "
                              "model.pth, or checkpoint.pt while it is still running)")
-    parser.add_argument("images", nargs="+", help="image files (any size; squish-resized)")
+    parser.add_argument("images", nargs="+", help="image files or folders of them (any size; squish-resized); "
+                                                  "unreadable ones are reported and skipped (exit status 1)")
     parser.add_argument("--strategy", choices=["tree", "argmax"], default="tree",
                         help="tree: at each level pick the best class among the descendants of "
                              "the previous pick; argmax: the best class of each level on its own")

@@ -100,6 +100,9 @@ class TrainConfig:
         "also checkpoint every N optimizer steps (0: only at epoch ends)"))
     resume: bool = field(default=False, metadata=_flag(
         "continue from OUTPUT/checkpoint.pt exactly where it stopped (fresh start if none)"))
+    overwrite: bool = field(default=False, metadata=_flag(
+        "start over in an OUTPUT that already holds a run, deleting its checkpoint, metrics, "
+        "plots and model (without it, such an OUTPUT needs --resume)"))
     val_batch_size: int | None = field(default=None, metadata=_flag(
         "validation batch size per rank (default: --batch-size)"))
     val_every: int = field(default=1, metadata=_flag(
@@ -117,6 +120,8 @@ class TrainConfig:
             raise ConfigError("--teacher and --teacher-checkpoint go together")
         if self.teacher and self.scheme != "semantic":
             raise ConfigError("semantic KD (--teacher) needs --scheme semantic")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the run in --output, --overwrite deletes it: give one")
         if self.randaugment.lower() == "none":
             self.randaugment = ""
 

@@ -61,22 +61,35 @@ def write_plots(history: list[dict], tree, run_dir: str | Path) -> list[Path]:
               f"mean teacher confidence per level, epoch {last['epoch']}", "confidence", path)
         written.append(path)
     if history:
-        figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
-        loss_axis.plot([e["epoch"] for e in history], [e["train"]["loss"] for e in history],
-                       marker="o")
-        loss_axis.set_xlabel("epoch")
-        loss_axis.set_ylabel("training loss")
-        for key, label in [("semantic_top1", "semantic top-1"),
-                           ("semantic_top1_class_weighted", "semantic top-1 (class-weighted)"),
-                           ("top1", "top-1"), ("top5", "top-5"), ("map_macro", "mAP (macro)")]:
-            acc_axis.plot([e["epoch"] for e in validated], [e["val"][key] for e in validated],
-                          marker="o", label=label)
-        acc_axis.set_xlabel("epoch")
-        acc_axis.set_ylabel("validation [%]")
-        acc_axis.legend(fontsize=8)
-        figure.tight_layout()
+        figure = curves_figure(history)
         path = run_dir / "curves.png"
         _save(figure, path)
         plt.close(figure)
         written.append(path)
     return written
+
+
+def curves_figure(history: list[dict]):
+    """Training loss and validation accuracies / mAP per epoch (whole-epoch ticks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    validated = [e for e in history if e.get("val")]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_axis.plot([e["epoch"] for e in history], [e["train"]["loss"] for e in history], marker="o")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("training loss")
+    for key, label in [("semantic_top1", "semantic top-1"),
+                       ("semantic_top1_class_weighted", "semantic top-1 (class-weighted)"),
+                       ("top1", "top-1"), ("top5", "top-5"), ("map_macro", "mAP (macro)")]:
+        acc_axis.plot([e["epoch"] for e in validated], [e["val"][key] for e in validated], marker="o", label=label)
+    acc_axis.set_xlabel("epoch")
+    acc_axis.set_ylabel("validation [%]")
+    for axis in (loss_axis, acc_axis):  # epochs are whole numbers: no ticks at 1.2, 1.4, ...
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc_axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -16,6 +16,7 @@ single-label, sigmoid for multi-label models).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,26 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     except (OSError, ValueError) as exc:
         raise FileNotFoundError(f"{path}: not a readable image ({exc})") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def expand_images(arguments: list[str]) -> tuple[list[Path], list[str]]:
+    """The image files the arguments name (a folder: its image files, recursively, by name) and
+    one problem line per argument that names none."""
+    extensions = {ext.lower() for ext in Image.registered_extensions()}
+    files, problems = [], []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions
+                           and not p.name.startswith("."))
+            files += found
+            if not found:
+                problems.append(f"{path}: a folder holding no image files")
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return files, problems
 
 
 def semantic_chain(probs: torch.Tensor, layout: LevelLayout, strategy: str = "tree",
@@ -65,7 +86,8 @@ def semantic_chain(probs: torch.Tensor, layout: LevelLayout, strategy: str = "tr
 
 
 def run_predict(args) -> int:
-    """Load the run directory's model and print one chain per image."""
+    """Load the run directory's model and print one chain per image; a file that cannot be read
+    is reported on its own line (stderr) and skipped. Returns 1 when any argument failed."""
     from hierarchy import SemanticTree
 
     meta, state, tree_file = read_export(args.checkpoint)
@@ -75,8 +97,17 @@ def run_predict(args) -> int:
     model = create_model(meta["model"], meta["num_classes"])
     model.load_state_dict(state)
     model.to(device).eval()
-    for path in args.images:
-        image = load_image(path, int(meta["input_size"])).to(device)
+    files, problems = expand_images(args.images)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    failed = len(problems)
+    for path in files:
+        try:
+            image = load_image(path, int(meta["input_size"])).to(device)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         with torch.no_grad():
             logits = model(image).float().cpu()
         probs = class_probabilities(logits, layout, meta.get("scheme", "semantic"))[0]
@@ -87,4 +118,7 @@ def run_predict(args) -> int:
                  "probability": round(p, 6)} for c, p in chain]}))
         else:
             print(f"{path}: " + " > ".join(f"{tree.name(c)} ({p:.2f})" for c, p in chain))
-    return 0
+    if failed:
+        print(f"error: {failed} of {len(files) + len(problems)} input(s) could not be read (listed above)",
+              file=sys.stderr)
+    return 1 if failed else 0

@@ -52,6 +52,14 @@ def run_training(config: TrainConfig) -> int:
     return 0
 
 
+def run_files(run_dir: Path) -> list[Path]:
+    """The files a run writes that ``run_dir`` already holds (a previous run's)."""
+    if not run_dir.is_dir():
+        return []
+    names = {ckpt.CHECKPOINT, METRICS_FILE, ckpt.EXPORT_WEIGHTS, ckpt.EXPORT_META, ckpt.EXPORT_TREE}
+    return sorted(p for p in run_dir.iterdir() if p.is_file() and (p.name in names or p.suffix == ".png"))
+
+
 def load_tree(dataset_dir: str | Path):
     from hierarchy import SemanticTree
 
@@ -107,6 +115,15 @@ class Trainer:
         self.config, self.context = config, context
         self.device = context.device
         self.run_dir = Path(config.output)
+        previous = run_files(self.run_dir)
+        if previous and not config.resume:
+            if not config.overwrite:
+                raise ConfigError(
+                    f"{self.run_dir} already holds a run ({', '.join(p.name for p in previous)}): "
+                    "--resume continues it, --overwrite deletes it and starts over, or choose another --output")
+            if context.is_main:
+                for path in previous:
+                    path.unlink(missing_ok=True)
         if context.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
