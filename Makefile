@@ -52,6 +52,7 @@ bench: env
 	$(PY) benchmarks/planning.py
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/semantic_loss.py
+	$(PY) benchmarks/train_throughput.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -305,3 +305,26 @@ def test_the_curves_have_whole_epoch_ticks(trained_run):
     for axis in figure.axes:
         ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_fused_optimizer_resumes_exactly(dataset, tmp_path):
+    fused = [*RESUME, "--fused-optimizer", "on"]
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    assert main(["--data", str(dataset), "--output", str(full), *fused]) == 0
+    args = ["--data", str(dataset), "--output", str(stopped), *fused]
+    assert main([*args, "--stop-after-steps", "7"]) == 0
+    assert main([*args, "--resume"]) == 0
+    assert_same_run(stopped, full)
+
+
+def test_compiled_training_exports_plain_timm_weights(dataset, tree, tmp_path, capsys):
+    """--compile (torch.compile, inductor, here on the CPU) trains and exports the same plain
+    state dict as eager training: no ``_orig_mod.`` prefixes."""
+    run = tmp_path / "compiled"
+    assert main(["--data", str(dataset), "--output", str(run), "--epochs", "1", "--steps-per-epoch", "3",
+                 "--input-size", "32", "--workers", "0", "--compile", "--fused-optimizer", "on", *TINY,
+                 *NO_AUGMENT]) == 0
+    assert "fused optimizer on, compile on" in capsys.readouterr().out
+    model = timm.create_model("test_resnet", num_classes=tree.num_classes)
+    model.load_state_dict(torch.load(run / "model.pth", weights_only=True))  # strict: every key matches
+    assert [e["epoch"] for e in history(run)] == [1]

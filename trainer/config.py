@@ -87,6 +87,12 @@ class TrainConfig:
         "off on CPU", choices=["auto", "bf16", "fp16", "off"]))
     channels_last: str = field(default="auto", metadata=_flag(
         "channels-last memory format (auto: on GPU)", choices=["auto", "on", "off"]))
+    compile: bool = field(default=False, metadata=_flag(
+        "torch.compile the model for training (inductor): the first steps compile for a minute or "
+        "more, later steps may run faster; measure with benchmarks/train_throughput.py"))
+    fused_optimizer: str = field(default="auto", metadata=_flag(
+        "fused Adam/AdamW kernels (one kernel for all parameters; auto: on GPU)",
+        choices=["auto", "on", "off"]))
     sync_bn: bool = field(default=False, metadata=_flag(
         "convert BatchNorm to SyncBatchNorm when training on several ranks"))
     seed: int = field(default=0, metadata=_flag(

@@ -154,7 +154,9 @@ class Trainer:
         self.criterion = self._build_criterion().to(self.device)
         self.teacher, self.kd_loss = self._build_teacher()
         opt_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_class(parameter_groups(self.model, config.weight_decay), lr=config.lr)
+        fused = config.fused_optimizer == "on" or (config.fused_optimizer == "auto" and self.device.type == "cuda")
+        self.optimizer = opt_class(parameter_groups(self.model, config.weight_decay), lr=config.lr,
+                                   **({"fused": True} if fused else {}))
         self.scheduler = one_cycle_scheduler(
             self.optimizer, config.epochs * self.steps_per_epoch, config.pct_start,
             config.div_factor, config.final_div_factor)
@@ -163,6 +165,8 @@ class Trainer:
         if context.distributed:
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # the training forward (compiled on request); weights, checkpoints and validation use self.model
+        self.train_model = torch.compile(self.ddp_model) if config.compile else self.ddp_model
 
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.history: list[dict] = []
@@ -320,7 +324,9 @@ class Trainer:
                   f"samples, {self.steps_per_epoch} steps/epoch of "
                   f"{self.plan.global_batch * config.accum_steps} samples, "
                   f"{self.context.world_size} rank(s), device {self.device}, "
-                  f"amp {self.amp_dtype or 'off'}")
+                  f"amp {self.amp_dtype or 'off'}, channels-last {'on' if self.channels_last else 'off'}, "
+                  f"fused optimizer {'on' if self.optimizer.defaults.get('fused') else 'off'}, "
+                  f"compile {'on' if config.compile else 'off'}")
         while self.epoch < config.epochs:
             if not self._train_epoch():
                 self._log(f"stopped after {self.global_step} steps (--stop-after-steps); "
@@ -386,19 +392,10 @@ class Trainer:
         started, seen = time.perf_counter(), 0
         for micro, (images, labels) in enumerate(self._train_loader(), start=first_micro):
             last_micro = (micro + 1) % accum == 0
-            sync = (self.ddp_model.no_sync() if self.context.distributed and not last_micro
-                    else contextlib.nullcontext())
-            with sync:
-                loss, level_losses, confidence = self._forward_loss(self._prepare(images), labels)
-                self.scaler.scale(loss / accum).backward()
-            self.running.add(loss, level_losses, confidence)
+            self.train_step(images, labels, last_micro)
             seen += labels.shape[0]
             if not last_micro:
                 continue
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
             self.step, self.global_step = self.step + 1, self.global_step + 1
             bar.update(1)
             if self.step % 10 == 0 or self.step == self.steps_per_epoch:
@@ -417,9 +414,24 @@ class Trainer:
                   f"img/s (train, all ranks)")
         return True
 
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, last_micro: bool = True) -> None:
+        """One micro-batch on the device: forward, loss, backward; on the last micro-batch of an
+        optimizer step also the step itself (scaler, optimizer, lr schedule)."""
+        sync = (self.ddp_model.no_sync() if self.context.distributed and not last_micro
+                else contextlib.nullcontext())
+        with sync:
+            loss, level_losses, confidence = self._forward_loss(self._prepare(images), labels)
+            self.scaler.scale(loss / self.config.accum_steps).backward()
+        self.running.add(loss, level_losses, confidence)
+        if last_micro:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+
     def _forward_loss(self, images, labels):
         with self._autocast():
-            logits = self.ddp_model(images)
+            logits = self.train_model(images)
             loss = self.criterion(logits, labels)
             confidence = None
             if self.teacher is not None:
