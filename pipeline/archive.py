@@ -1,11 +1,15 @@
 """Read the raw ImageNet-21K archive in place: its layout and its class containers.
 
-Four layouts are accepted (see :func:`detect_layout`):
+Six layouts are accepted (see :func:`detect_layout`):
 
-``tar``          fall11 style: an uncompressed outer tar of per-class tars ``nXXXXXXXX.tar``.
-``tar.gz``       winter21 style: the same, gzip-compressed; inflated as one stream, never copied.
-``tars-dir``     a directory of per-class ``nXXXXXXXX.tar`` files.
-``folders-dir``  a directory of per-class folders ``nXXXXXXXX/`` of image files.
+``tar``              fall11 style: an uncompressed outer tar of per-class tars ``nXXXXXXXX.tar``.
+``tar.gz``           winter21 style: the same, gzip-compressed; inflated as one stream, never copied.
+``tars-dir``         a directory of per-class ``nXXXXXXXX.tar`` files.
+``folders-dir``      a directory of per-class folders ``nXXXXXXXX/`` of image files.
+``released``         the official, already processed ImageNet-21K-P download (``imagenet21k_resized/``):
+                     a train and a val folder of class folders, and optionally a small-classes
+                     folder (:data:`RELEASE_FOLDERS` lists the names recognised).
+``released.tar.gz``  that download as its ``.tar.gz``, read in place.
 
 Nothing is extracted. A *container* is a class tar (or folder); :func:`list_containers` lists
 them in the order the build reads them (byte order for ``tar``: its header scan reads 512 bytes
@@ -25,7 +29,12 @@ from typing import Callable, Iterator
 from pipeline.errors import ArchiveError
 from pipeline.tarstream import TarReader, padded, pax_records
 
-LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir")
+LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir", "released", "released.tar.gz")
+#: Folder names of the official processed download (``imagenet21k_resized.tar.gz`` unpacks to
+#: ``imagenet21k_resized/imagenet21k_train`` etc.) and the shorter names users rename them to.
+RELEASE_FOLDERS = {"train": ("imagenet21k_train", "train"),
+                   "validation": ("imagenet21k_val", "val", "validation"),
+                   "small": ("imagenet21k_small_classes", "small_classes")}
 CLASS_TAR_RE = re.compile(r"^(n\d{8})\.tar$")
 CLASS_DIR_RE = re.compile(r"^n\d{8}$")
 MEMBER_RE = re.compile(r"^(n\d{8})_(\d+)\.([A-Za-z]+)$")
@@ -42,8 +51,10 @@ class Container:
     source: str  # file relative to the archive root ("" = the archive file itself)
     offset: int  # byte offset of the class tar's data in ``source`` (0 for files/folders)
     size: int  # bytes of the class tar (0 for folders and non-files)
-    kind: str  # "tar", "folder", "other" (not a class container) or "duplicate" (a wnid seen before)
+    kind: str  # "tar", "folder", "other" (not a class container), "duplicate" (a wnid seen before)
+    #            or "val_only" (released layout: a val class folder with no train folder)
     weight: int = 0  # work estimate for splitting the build into tasks: bytes, or files of a folder
+    split: str = ""  # released layout: the folder's split (train, validation, small); "" otherwise
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,8 @@ def detect_layout(path: str | os.PathLike) -> str:
             entries = sorted(os.listdir(p))
         except OSError as exc:
             raise ArchiveError(f"archive directory unreadable: {p}: {exc}") from exc
+        if release_root(p) is not None:
+            return "released"
         tars = [e for e in entries if CLASS_TAR_RE.match(e) and (p / e).is_file()]
         dirs = [e for e in entries if CLASS_DIR_RE.match(e) and (p / e).is_dir()]
         if tars and not dirs:
@@ -80,7 +93,8 @@ def detect_layout(path: str | os.PathLike) -> str:
     except OSError as exc:
         raise ArchiveError(f"archive unreadable: {p}: {exc}") from exc
     if head[:2] == b"\x1f\x8b":
-        return "tar.gz"
+        released = any(release_member_split(name) for name in first_gzip_members(p))
+        return "released.tar.gz" if released else "tar.gz"
     if len(head) == BLOCK and head[257:262] == b"ustar":
         return "tar"
     if len(head) == BLOCK:
@@ -90,6 +104,63 @@ def detect_layout(path: str | os.PathLike) -> str:
         except tarfile.TarError:
             pass
     raise ArchiveError(f"{p} is not a tar, a .tar.gz or a directory of class tars/folders")
+
+
+def release_root(path: Path) -> tuple[str, dict[str, str]] | None:
+    """``(prefix, {split: folder})`` when ``path`` (or its one subfolder) holds the released
+    layout's train and val folders; None otherwise. Raises :class:`ArchiveError` for two folders
+    of one split (``train`` and ``imagenet21k_train``)."""
+    for prefix in ("", None):
+        if prefix is None:  # one level down: the folder the .tar.gz unpacks to, given by its parent
+            subdirs = [e for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")]
+            if len(subdirs) != 1:
+                return None
+            prefix = subdirs[0].name + "/"
+        base = path / prefix
+        found = {}
+        for split, names in RELEASE_FOLDERS.items():
+            present = [n for n in names if (base / n).is_dir()]
+            if len(present) > 1:
+                raise ArchiveError(f"{base} holds both {' and '.join(present)}: keep one {split} folder")
+            if present:
+                found[split] = present[0]
+        if "train" in found and "validation" in found:
+            return prefix, found
+    return None
+
+
+def release_member_split(name: str | None) -> tuple[str, str, list[str]] | None:
+    """``(split, split folder, the path's parts after it)`` for a member path of the released
+    ``.tar.gz`` (``imagenet21k_resized/imagenet21k_train/n01440764/n01440764_10026.JPEG``)."""
+    if not name:
+        return None
+    parts = [p for p in name.strip("/").split("/") if p not in ("", ".")]
+    for i, part in enumerate(parts[:2]):
+        for split, names in RELEASE_FOLDERS.items():
+            if part in names and (i == 0 or not parts[0].startswith("n")):
+                return split, part, parts[i + 1:]
+    return None
+
+
+def first_gzip_members(path: Path, limit: int = 8) -> list[str]:
+    """Names of the first members of a ``.tar.gz`` whose headers lie in its first 64 KiB, inflated."""
+    import zlib
+
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    try:
+        data = zlib.decompressobj(31).decompress(head, 1 << 17)
+    except zlib.error:
+        return []
+    names, offset = [], 0
+    while len(names) < limit and offset + BLOCK <= len(data):
+        try:
+            info = tarfile.TarInfo.frombuf(data[offset:offset + BLOCK], "utf-8", "surrogateescape")
+        except tarfile.TarError:
+            break
+        names.append(info.name)
+        offset += BLOCK + padded(info.size)
+    return names
 
 
 def class_wnid(container_name: str, kind: str) -> str | None:
@@ -128,20 +199,50 @@ def list_containers(root: str | os.PathLike, layout: str) -> list[Container]:
                 out.append(Container(entry.name, class_wnid(entry.name, "folder"), entry.name, 0, 0, "folder", files))
             else:
                 out.append(Container(entry.name, None, entry.name, 0, 0, "other"))
+    elif layout == "released":
+        out = list_release_containers(root)
     else:
         raise ValueError(f"list_containers needs an uncompressed layout, not {layout!r}")
     return mark_duplicates(out)
 
 
+def list_release_containers(root: Path) -> list[Container]:
+    """The released layout's class folders: train, then validation, then small classes (each by
+    name), then anything else at the top (rejected). A val folder of a class with no train folder
+    is kind ``val_only``."""
+    prefix, folders = release_root(root)
+    out: list[Container] = []
+    for split in ("train", "validation", "small"):
+        if split not in folders:
+            continue
+        top = f"{prefix}{folders[split]}"
+        for entry in sorted(os.scandir(root / top), key=lambda e: e.name):
+            name = f"{folders[split]}/{entry.name}"
+            if entry.is_dir():
+                files = sum(1 for _ in os.scandir(entry.path))
+                out.append(Container(name, class_wnid(entry.name, "folder"), f"{top}/{entry.name}", 0, 0, "folder",
+                                     files, split))
+            else:
+                out.append(Container(name, None, f"{top}/{entry.name}", 0, 0, "other", 0, split))
+    trained = {c.wnid for c in out if c.split == "train" and c.kind == "folder"}
+    out = [Container(c.name, c.wnid, c.source, 0, 0, "val_only", c.weight, c.split)
+           if c.split == "validation" and c.kind == "folder" and c.wnid not in trained else c for c in out]
+    base = root / prefix
+    for entry in sorted(os.scandir(base), key=lambda e: e.name):
+        if entry.name not in folders.values():
+            out.append(Container(entry.name, None, f"{prefix}{entry.name}", 0, 0, "other"))
+    return out
+
+
 def mark_duplicates(containers: list[Container]) -> list[Container]:
     """``containers`` with every container of an already listed wnid turned into kind ``duplicate``."""
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     out = []
     for c in containers:
         if c.wnid is not None and c.kind in ("tar", "folder"):
-            if c.wnid in seen:
-                c = Container(c.name, c.wnid, c.source, c.offset, c.size, "duplicate", c.weight)
-            seen.add(c.wnid)
+            if (c.split, c.wnid) in seen:
+                c = Container(c.name, c.wnid, c.source, c.offset, c.size, "duplicate", c.weight, c.split)
+            seen.add((c.split, c.wnid))
         out.append(c)
     return out
 
@@ -213,5 +314,6 @@ def folder_files(root: str | os.PathLike, container: Container) -> list[tuple[st
     return sorted((e.name, e.path, e.is_file(follow_symlinks=False)) for e in os.scandir(folder))
 
 
-__all__ = ["LAYOUTS", "ArchiveError", "Container", "Entry", "class_wnid", "detect_layout", "folder_files",
-           "list_containers", "scan_tar_headers", "tar_entries"]
+__all__ = ["LAYOUTS", "RELEASE_FOLDERS", "ArchiveError", "Container", "Entry", "class_wnid", "detect_layout",
+           "folder_files", "list_containers", "release_member_split", "release_root", "scan_tar_headers",
+           "tar_entries"]

@@ -247,6 +247,12 @@ def summary_text(task, build: BuildRun | None = None) -> str:
         f"  validation  {_count(stats['samples']['validation'], 'sample')} in {_count(stats['shards']['validation'], 'shard')}",
         f"  rejects     {sum(rejects.values()):,}" + (f" ({_by_reason(rejects)}; see rejects.parquet)" if rejects else ""),
     ]
+    if "release" in stats:  # built from the processed download
+        release = stats["release"]
+        lines.append(f"  images      {release['copied']:,} copied byte for byte, {release['resized']:,} squish-resized")
+        if release["tree_source"] != "is_a":
+            lines.append("  note        the release's tree follows wordnet.is_a.txt; this build used WordNet "
+                         "(--is-a-path FILE to follow it)")
     return "\n".join(lines)
 
 

@@ -9,9 +9,10 @@ read once, in order, and never again:
   members (the released rule: more than 500). Raw bytes are held back only until that count is
   reached (at most ``min_images`` images); a class that ends short is dropped undecoded;
 * its images are squish-resized (:mod:`pipeline.images`); what fails to decode is a reject row;
-* the validation images are the first ``val_per_class`` of those that decoded, in sorted member
-  name order (``val_rule=first``) or a seeded draw (``random``); the others are train samples,
-  ordered by :func:`pipeline.parts.train_order`.
+* the validation images are the first ``val_per_class`` of those that decoded, in bytewise
+  member name order (``val_rule=first``), in the order ``ls`` lists them under en_US.UTF-8
+  (``first_en_us``, :func:`ls_order_key`) or a seeded draw (``random``); the others are train
+  samples, ordered by :func:`pipeline.parts.train_order`.
 
 Damage in a class tar (a cut-short or lying header, a read error) keeps every member read before
 it and adds one reject row naming the byte offset. The drivers read three layouts:
@@ -35,7 +36,7 @@ from pipeline.streams import FILE_BLOCK, BlockStream, StreamError, file_blocks, 
 from pipeline.tarstream import TarDamage
 
 MAX_MEMBER_BYTES = 512 << 20  # larger members are rejected unread
-VAL_RULES = ("first", "random")
+VAL_RULES = ("first", "first_en_us", "random")
 Progress = Callable[[int], None] | None  # called with the bytes (or folders) done so far
 
 
@@ -78,6 +79,11 @@ class ClassJob:
         self.held: list[tuple[str, str, bytes]] = []  # read, not yet decided kept
         self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result)
         self.kept = False
+
+    @staticmethod
+    def wants(container: Container, known: Callable[[str], bool]) -> bool:
+        """Whether a folder's files are read ahead (a class the tree cannot place is never read)."""
+        return known(container.wnid)
 
     def _convert(self, member: str, key: str, data: bytes) -> None:
         self.converted.append((member, key, convert_image(data, self.settings.image_size, self.settings.jpeg_quality)))
@@ -142,7 +148,7 @@ class ClassJob:
                 self.reject(member, result[1], result[2], key, stage="decode")
         self.converted = []
         ok.sort()
-        val = validation_positions(len(ok), self.settings, self.wnid)
+        val = validation_positions(len(ok), self.settings, self.wnid, [member for member, *_ in ok])
         for i, (member, key, jpg, w, h) in enumerate(ok):
             if i in val:
                 self.part.add_sample(key, self.wnid, member, "validation", val[i], jpg, w, h)
@@ -150,11 +156,25 @@ class ClassJob:
                 self.part.add_sample(key, self.wnid, member, "train", train_order(self.settings.seed, key), jpg, w, h)
 
 
-def validation_positions(n: int, settings: ConvertSettings, wnid: str) -> dict[int, int]:
-    """``{position in sorted member order: rank}`` of the validation images of a class of ``n``."""
+def ls_order_key(name: str) -> tuple:
+    """Where ``ls`` (and a shell glob) lists ``name`` under the en_US.UTF-8 locale, without
+    needing that locale: glibc's ISO 14651 collation compares letters and digits first, case-
+    insensitively, ignoring punctuation (``_`` and ``.``), then lowercase before uppercase, then
+    the rest. So ``n01440764_10000.JPEG`` ("n0144076410000jpeg") lists before
+    ``n01440764_1000.JPEG`` ("n014407641000jpeg"), where a bytewise sort puts it after."""
+    alnum = [c for c in name if c.isalnum()]
+    return "".join(alnum).lower(), tuple(c.isupper() for c in alnum), name
+
+
+def validation_positions(n: int, settings: ConvertSettings, wnid: str, names: list[str] | None = None) -> dict[int, int]:
+    """``{position in sorted member order: rank}`` of the validation images of a class of ``n``
+    (``names``: the members in sorted order, which ``first_en_us`` re-sorts like ``ls``)."""
     k = min(settings.val_per_class, n)
     if settings.val_rule == "first":
         return {i: i for i in range(k)}
+    if settings.val_rule == "first_en_us":
+        listed = sorted(range(n), key=lambda i: ls_order_key(names[i]))
+        return {i: r for r, i in enumerate(sorted(listed[:k]))}
     rng = np.random.default_rng([settings.seed, 1, int(wnid[1:])])
     return {int(i): r for r, i in enumerate(sorted(rng.choice(n, size=k, replace=False)))}
 
@@ -171,7 +191,7 @@ def reject_container(container: Container, part: PartBuilder) -> None:
 
 
 def _is_class(container: Container) -> bool:
-    return container.wnid is not None and container.kind in ("tar", "folder")
+    return container.wnid is not None and container.kind in ("tar", "folder", "val_only")
 
 
 def read_class_tar(job: ClassJob, stream, end: int) -> None:
@@ -244,8 +264,10 @@ def convert_tar_bytes(container: Container, data: bytes, settings: ConvertSettin
 
 
 def convert_folders(root: str | Path, containers: list[Container], settings: ConvertSettings,
-                    known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
-    """Class folders of a folders-dir; image files are read a few ahead of the conversion."""
+                    known: Callable[[str], bool], progress: Progress = None, job_class=None) -> PartBuilder:
+    """Class folders of a folders-dir (or, with ``job_class`` :class:`pipeline.release.ReleaseFolderJob`,
+    of the released layout); image files are read a few ahead of the conversion."""
+    job_class = job_class or ClassJob
     part = PartBuilder()
     listed: list[tuple[Container, list | OSError]] = []
     wanted = []
@@ -259,7 +281,7 @@ def convert_folders(root: str | Path, containers: list[Container], settings: Con
             listed.append((c, exc))
             continue
         listed.append((c, files))
-        if known(c.wnid):
+        if job_class.wants(c, known):
             wanted += [path for name, path, is_file in files
                        if is_file and member_name_problem(name, c.wnid) is None]
     ahead = read_files_ahead(wanted, _read_file)
@@ -269,7 +291,7 @@ def convert_folders(root: str | Path, containers: list[Container], settings: Con
             if not _is_class(c):
                 reject_container(c, part)
                 continue
-            job = ClassJob(c, known(c.wnid), settings, part)
+            job = job_class(c, known(c.wnid), settings, part)
             if isinstance(files, OSError):
                 job.damaged(0, f"cannot list {c.name}: {files}", reason="unreadable_class_folder")
             else:

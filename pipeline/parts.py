@@ -62,6 +62,8 @@ class PartBuilder:
     rejects: list[dict] = field(default_factory=list)
     entries: int = 0        # archive entries seen: members, containers rejected whole, damaged tails
     bytes_read: int = 0     # raw archive bytes of the part's containers
+    copied: int = 0         # samples whose bytes were already a ready JPEG (released layout)
+    resized: int = 0        # samples squish-resized (released layout; raw layouts: every sample)
 
     def add_sample(self, key: str, wnid: str, member: str, split: str, order: int, jpg: bytes,
                    width: int, height: int) -> None:
@@ -92,6 +94,8 @@ class PartBuilder:
         crash_point("convert_part")
         summary = dict(entries=self.entries, samples=len(rows), rejects=len(rejects), classes=len(classes),
                        bytes_read=self.bytes_read, jpeg_bytes=offset)
+        if self.copied or self.resized:
+            summary.update(copied=self.copied, resized=self.resized)
         write_text(f"{base}.json", json.dumps(summary, sort_keys=True) + "\n")
         return summary
 

@@ -34,7 +34,7 @@ def parameter_problems(p: dict) -> list[str]:
             f"--min-images must be larger than --val-per-class ({PAPER})")
     if p["tree_source"] == "is_a" and not p["is_a_path"]:
         problems.append("--tree-source is_a needs --is-a-path (ImageNet's wordnet.is_a.txt)")
-    if p["tree_source"] != "is_a" and p["is_a_path"]:
+    if p["tree_source"] == "wordnet" and p["is_a_path"]:
         problems.append(f"--is-a-path is read only with --tree-source is_a (now {p['tree_source']}); "
                         "give both, or neither")
     for name in ("is_a_path", "words_path"):

@@ -65,8 +65,25 @@ def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects
         "rejected": all_rejects.num_rows,
         "in_dropped_classes": sum(r["n_images"] for r in counts.to_pylist() if not r["kept"]),
     }
+    if counts.num_rows != len(set(counts.column("wnid").to_pylist())):
+        counts = per_class(counts)  # the released layout: a class's train, val and small-class folders
     return ({"labels.parquet": labels, "classes.parquet": classes, "rejects.parquet": all_rejects,
              "class_counts.parquet": counts}, accounting)
+
+
+def per_class(counts: pa.Table) -> pa.Table:
+    """Class rows of several containers per wnid as one row each: images summed, kept if any
+    container was, the first drop reason otherwise."""
+    rows: dict[str, dict] = {}
+    for r in counts.to_pylist():
+        row = rows.setdefault(r["wnid"], dict(wnid=r["wnid"], n_images=0, kept=False, drop_reason=None))
+        row["n_images"] += r["n_images"]
+        row["kept"] = row["kept"] or r["kept"]
+        row["drop_reason"] = row["drop_reason"] or r["drop_reason"]
+    for row in rows.values():
+        if row["kept"]:
+            row["drop_reason"] = None
+    return pa.Table.from_pylist(sorted(rows.values(), key=lambda r: r["wnid"]), schema=counts.schema)
 
 
 def timm_info(shard_lengths: dict[str, int]) -> dict:
@@ -109,6 +126,32 @@ def build_stats(classes: pa.Table, class_counts: pa.Table, rejects: pa.Table, ac
     }
 
 
+TREE_SOURCES = {"wordnet": "WordNet 3.0 hypernyms, through nltk's data files",
+                "is_a": "ImageNet's wordnet.is_a.txt, WordNet for what it lacks"}
+
+
+def _release_intro(release: dict, p: dict) -> str:
+    order = release["val_order"]
+    lines = [f"""Built by `luigi --module pipeline BuildImageNet21KP` from the official processed ImageNet-21K-P
+download (ImageNet-21K Pretraining for the Masses, Ridnik et al. 2021): its train and validation
+splits kept as released, {release['copied']} images copied byte for byte
+({p['image_size']}×{p['image_size']} baseline JPEGs), {release['resized']} squish-resized (JPEG quality
+{p['jpeg_quality']}); WebDataset shards of {p['samples_per_shard']} samples.
+
+The val folder's images are the first N of their class in bytewise name order in
+{order['first']} of {order['classes']} classes, and the first N as `ls` lists them under en_US.UTF-8 in
+{order['first_en_us']} of {order['classes']}."""]
+    if "vs_timm_w21" in release:
+        diff = release["vs_timm_w21"]
+        shown = lambda ids: ", ".join(ids[:20]) + (", ..." if len(ids) > 20 else "") or "none"  # noqa: E731
+        lines.append(f"""Against timm's `imagenet21k_miil_w21_synsets.txt` ({diff['classes']} classes):
+{len(diff['missing'])} missing ({shown(diff['missing'])}), {len(diff['extra'])} extra ({shown(diff['extra'])}).""")
+    if release["tree_source"] != "is_a":
+        lines.append("""The released tree follows ImageNet's `wordnet.is_a.txt`; this build used WordNet 3.0
+(rebuild with `--is-a-path wordnet.is_a.txt` to follow the release).""")
+    return "\n\n".join(lines)
+
+
 def _shards(n: int) -> str:
     return f"{n} shard" if n == 1 else f"{n} shards"
 
@@ -120,12 +163,17 @@ def dataset_card(stats: dict) -> str:
     rejects = "\n".join(f"| {r} | {n} |" for r, n in stats["rejects_by_reason"].items()) or "| (none) | 0 |"
     acc = stats["accounting"]
     params = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in sorted(p.items()))
-    return f"""# ImageNet-21K-P ({DATASET_NAME})
-
-Built by `luigi --module pipeline BuildImageNet21KP` (ImageNet-21K Pretraining for the Masses,
+    if "release" in stats:
+        intro = _release_intro(stats["release"], p)
+    else:
+        intro = f"""Built by `luigi --module pipeline BuildImageNet21KP` (ImageNet-21K Pretraining for the Masses,
 Ridnik et al. 2021): classes with at least {p['min_images']} images, {p['val_per_class']} validation
 images per class (rule `{p['val_rule']}`), every image squish-resized to {p['image_size']}×{p['image_size']}
-(JPEG quality {p['jpeg_quality']}), WebDataset shards of {p['samples_per_shard']} samples.
+(JPEG quality {p['jpeg_quality']}), WebDataset shards of {p['samples_per_shard']} samples."""
+    return f"""# ImageNet-21K-P ({DATASET_NAME})
+
+{intro}
+Semantic tree: `{p['tree_source']}` ({TREE_SOURCES.get(p['tree_source'], '')}).
 
 | | |
 |---|---|

@@ -20,6 +20,7 @@ and refuses a build with different ones (unless the claiming build produced noth
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import itertools
 import json
@@ -31,10 +32,12 @@ from pathlib import Path
 
 import luigi
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import convert, preflight, tables
 from pipeline.archive import Container, detect_layout, list_containers
+from pipeline.release import ReleaseFolderJob
 from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
 from pipeline.errors import ArchiveError, NothingToBuild, ParameterError, PipelineError, record_failure
@@ -57,7 +60,9 @@ PIL_BUILD = describe_pil_build()  # logged by the tasks that make images
 
 CONTAINER_SCHEMA = pa.schema([("name", pa.string()), ("wnid", pa.string()), ("source", pa.string()),
                               ("offset", pa.int64()), ("size", pa.int64()), ("kind", pa.string()),
-                              ("weight", pa.int64())])
+                              ("weight", pa.int64()), ("split", pa.string())])
+GZ_LAYOUTS = ("tar.gz", "released.tar.gz")  # one stream: one convert task
+RELEASED_LAYOUTS = ("released", "released.tar.gz")
 #: Auto task counts: about this many raw bytes per convert task, at least MIN_CONVERT_TASKS tasks
 #: (never more than there are containers), at most MAX_CONVERT_TASKS.
 CONVERT_TASK_BYTES = 1 << 30
@@ -66,6 +71,7 @@ MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 32, 2048
 #: low and no shard task goes empty; about SHARDS_PER_TASK shards each.
 RAW_BYTES_PER_IMAGE_HIGH = 150_000
 RAW_BYTES_PER_IMAGE_TYPICAL = 85_000  # fall11: 1.2 TB / 14.2 M images
+RELEASED_BYTES_PER_IMAGE = 25_000  # the processed download: 224² JPEGs
 SHARDS_PER_TASK = 2
 
 _listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
@@ -111,13 +117,16 @@ class DatasetTask(luigi.Task):
     min_images = luigi.IntParameter(default=501, description="keep classes with at least this many images")
     val_per_class = luigi.IntParameter(default=50, description="held-out validation images per class")
     val_rule = luigi.ChoiceParameter(choices=VAL_RULES, default="first",
-                                     description="first: first N by sorted member name; random: seeded draw")
+                                     description="first: first N by member name, bytewise; first_en_us: first N "
+                                                 "as `ls` lists them under en_US.UTF-8; random: seeded draw "
+                                                 "(raw layouts; the released layout keeps its own split)")
     seed = luigi.IntParameter(default=0, description="seed of the train shuffle (and of val_rule=random)")
     image_size = luigi.IntParameter(default=224, description="squish-resize target (square)")
     jpeg_quality = luigi.IntParameter(default=95, description="JPEG quality of the resized images")
     samples_per_shard = luigi.IntParameter(default=5000, description="samples per WebDataset shard")
-    tree_source = luigi.ChoiceParameter(choices=("wordnet", "is_a"), default="wordnet",
-                                        description="is-a relation of the semantic tree")
+    tree_source = luigi.ChoiceParameter(choices=("auto", "wordnet", "is_a"), default="auto",
+                                        description="is-a relation of the semantic tree (auto: is_a when "
+                                                    "--is-a-path is given, else wordnet)")
     is_a_path = luigi.Parameter(default="", description="ImageNet's wordnet.is_a.txt (tree_source=is_a)")
     words_path = luigi.Parameter(default="", description="ImageNet's words.txt for class names (optional)")
     convert_tasks = luigi.IntParameter(default=0, description="tasks reading the archive (0: about one per "
@@ -166,13 +175,22 @@ class DatasetTask(luigi.Task):
         """The archive's size; for class folders, their file counts times a typical image size."""
         if self.layout == "folders-dir":
             return sum(c.weight for c in self.containers) * RAW_BYTES_PER_IMAGE_TYPICAL
+        if self.layout == "released":
+            return sum(c.weight for c in self.containers) * RELEASED_BYTES_PER_IMAGE
         if self.layout == "tars-dir":
             return sum(c.size for c in self.containers)
         return os.path.getsize(self.archive)
 
     @property
+    def tree(self) -> str:
+        """The tree source in force (``tree_source=auto`` resolved)."""
+        if self.tree_source == "auto":
+            return "is_a" if self.is_a_path else "wordnet"
+        return self.tree_source
+
+    @property
     def n_convert_tasks(self) -> int:
-        if self.layout == "tar.gz":
+        if self.layout in GZ_LAYOUTS:
             return 1
         wanted = self.convert_tasks or max(MIN_CONVERT_TASKS, math.ceil(self.raw_bytes() / CONVERT_TASK_BYTES))
         return max(1, min(wanted, len(self.containers), MAX_CONVERT_TASKS))
@@ -187,7 +205,7 @@ class DatasetTask(luigi.Task):
     # ---- work folders -------------------------------------------------------------------------
     def convert_values(self) -> dict:
         return dict(min_images=self.min_images, val_per_class=self.val_per_class, val_rule=self.val_rule,
-                    seed=self.seed, tree_source=self.tree_source, is_a_path=_file_identity(self.is_a_path),
+                    seed=self.seed, tree_source=self.tree, is_a_path=_file_identity(self.is_a_path),
                     image_size=self.image_size, jpeg_quality=self.jpeg_quality)
 
     def output_values(self) -> dict:
@@ -203,7 +221,7 @@ class DatasetTask(luigi.Task):
     # so checking a task's output never needs the listing)
     @property
     def parts_dir(self) -> Path:
-        runs = "gz" if self.layout == "tar.gz" else (self.convert_tasks or "auto")
+        runs = "gz" if self.layout in GZ_LAYOUTS else (self.convert_tasks or "auto")
         return self.archive_dir / f"convert-{_hash(self.convert_values())}" / f"parts-{runs}"
 
     @property
@@ -222,7 +240,7 @@ class DatasetTask(luigi.Task):
         return _chunks[key]
 
     def convert_requirements(self) -> list[luigi.Task]:
-        if self.layout == "tar.gz":
+        if self.layout in GZ_LAYOUTS:
             return [self.clone(ConvertGzip)]
         return [self.clone(ConvertRange, chunk=i) for i in range(self.n_convert_tasks)]
 
@@ -236,7 +254,7 @@ class DatasetTask(luigi.Task):
     def placeable(self):
         from hierarchy import placeable
 
-        return placeable(self.tree_source, self.is_a_path or None)
+        return placeable(self.tree, self.is_a_path or None)
 
     def progress(self, total: int, what: str) -> TaskProgress:
         return TaskProgress(self, total, what)
@@ -298,9 +316,11 @@ class ConvertRange(DatasetTask):
         self.remove_stale_outputs()
         containers = self.my_containers
         layout_reader = {"tar": convert.convert_tar_range, "tars-dir": convert.convert_tar_files,
-                         "folders-dir": convert.convert_folders}[self.layout]
+                         "folders-dir": convert.convert_folders,
+                         "released": functools.partial(convert.convert_folders, job_class=ReleaseFolderJob)}[self.layout]
         logger.info("convert %d/%d with %s", self.chunk + 1, self.n_convert_tasks, PIL_BUILD)
-        total = sum(c.size for c in containers) if self.layout != "folders-dir" else len(containers)
+        by_folder = self.layout in ("folders-dir", "released")
+        total = len(containers) if by_folder else sum(c.size for c in containers)
         bar = self.progress(total, f"convert {self.chunk + 1}/{self.n_convert_tasks}")
         part = layout_reader(self.archive, containers, self.settings, self.placeable(),
                              progress=lambda done: bar.update(done))
@@ -325,14 +345,20 @@ class ConvertGzip(DatasetTask):
     def run(self):
         self.remove_stale_outputs()
         from pipeline.gzip_convert import convert_gzip
+        from pipeline.release import convert_release_gzip
 
         cores = os.cpu_count() or 1
         logger.info("convert .tar.gz with %s", PIL_BUILD)
         total = os.path.getsize(self.archive)  # about the inflated size: JPEGs hardly compress
         bar = self.progress(total, "convert .tar.gz")
-        bases = convert_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
-                             processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8),
-                             part_bytes=self.gzip_part_mb << 20, progress=lambda done: bar.update(min(done, total)))
+        progress = lambda done: bar.update(min(done, total))  # noqa: E731
+        if self.layout == "released.tar.gz":  # mostly byte copies: one process keeps up with the inflate
+            bases = convert_release_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
+                                         part_bytes=self.gzip_part_mb << 20, progress=progress)
+        else:
+            bases = convert_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
+                                 processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8),
+                                 part_bytes=self.gzip_part_mb << 20, progress=progress)
         summaries = [json.loads(Path(f"{b}.json").read_text()) for b in bases]
         bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts",
                   images=sum(s["entries"] for s in summaries))
@@ -346,15 +372,15 @@ class ReadTaxonomy(DatasetTask):
     priority = 1 << 40  # start at once: it runs beside the convert tasks
 
     def requires(self):
-        return self.convert_requirements() if self.layout == "tar.gz" else []
+        return self.convert_requirements() if self.layout in GZ_LAYOUTS else []
 
     def output(self):
-        source = [self.tree_source, _file_identity(self.is_a_path), _file_identity(self.words_path)]
+        source = [self.tree, _file_identity(self.is_a_path), _file_identity(self.words_path)]
         return luigi.LocalTarget(str(self.archive_dir / f"taxonomy-{_hash(source)}.json"))
 
     def candidates(self) -> list[str]:
         """Every class of the archive (from the listing, or from the parts of a .tar.gz)."""
-        if self.layout == "tar.gz":
+        if self.layout in GZ_LAYOUTS:
             return sorted({w for b in self.part_bases()
                            for w in pq.read_table(f"{b}.classes.parquet", columns=["wnid"]).column("wnid").to_pylist()})
         return sorted({c.wnid for c in self.containers if c.wnid and c.kind in ("tar", "folder")})
@@ -366,7 +392,7 @@ class ReadTaxonomy(DatasetTask):
 
         is_placeable = self.placeable()
         wnids = [w for w in self.candidates() if is_placeable(w)]
-        parents = parent_mapping(wnids, self.tree_source, self.is_a_path or None) if wnids else {}
+        parents = parent_mapping(wnids, self.tree, self.is_a_path or None) if wnids else {}
         if self.words_path:  # a class the words file lacks matters only if it is kept (see PlanDataset)
             wanted = set(wnids)
             names = {w: n for w, n in read_words(self.words_path).items() if w in wanted}
@@ -404,9 +430,11 @@ class PlanDataset(DatasetTask):
             raise ParameterError(f"--words-path {self.words_path} has no entry for {len(unnamed)} kept class "
                                  f"id(s): {', '.join(unnamed[:20])}; give a words.txt that covers them, or none")
         tree = SemanticTree.from_parents(class_list, taxonomy["parents"],
-                                         {w: taxonomy["names"][w] for w in class_list}, self.tree_source)
+                                         {w: taxonomy["names"][w] for w in class_list}, self.tree)
         tree.save(self.output()["tree"].path)
         samples = pa.concat_tables([_with_part(pq.read_table(f"{b}.samples.parquet"), k) for k, b in enumerate(bases)])
+        if self.layout == "released.tar.gz":  # val images of classes without a train folder (rejected)
+            samples = samples.filter(pc.is_in(samples.column("wnid"), value_set=pa.array(class_list)))
         plan = plan_samples(samples, class_list, self.samples_per_shard)
         path = Path(self.output()["plan"].path)
         remove_stale_temp_files(path.with_suffix(".shards.json"))
@@ -521,7 +549,7 @@ class BuildImageNet21KP(DatasetTask):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         preflight.check_parameters(self.param_kwargs)
-        if self.layout != "tar.gz":
+        if self.layout not in GZ_LAYOUTS:
             self.containers  # noqa: B018  (lists the archive: a damaged outer tar is refused here)
         preflight.claim_matches(self.output_dir, self.clone(ClaimOutputDir).expected())
         preflight.check_wordnet()
@@ -556,6 +584,14 @@ class BuildImageNet21KP(DatasetTask):
                                    pq.read_table(inp["rejects.parquet"].path), accounting, tree_summary, params)
         if not stats["accounting"]["balanced"]:
             raise PipelineError(f"accounting does not add up: {stats['accounting']}")
+        if self.layout in RELEASED_LAYOUTS:
+            from pipeline.release import release_report
+
+            bases = self.part_bases()
+            samples = pa.concat_tables([pq.read_table(f"{b}.samples.parquet", columns=["wnid", "member", "split"])
+                                        for b in bases])
+            summaries = [s for t in self.convert_requirements() for s in json.loads(Path(t.output().path).read_text())["summaries"]]
+            stats["release"] = release_report(samples, tree.class_list, summaries, self.tree)
         info = tables.timm_info(accounting["shard_lengths"])
         write_text(self.output()["stats"].path, json.dumps(stats, indent=1, sort_keys=True) + "\n")
         write_text(self.output()["card"].path, tables.dataset_card(stats))

@@ -52,7 +52,7 @@ def one_error_line(proc) -> str:
 
 FAILURES = {  # name: (arguments after --archive ARCHIVE --output-dir OUT, exit status, words of the message)
     "nothing kept": ([], 6, "has at least 501 images (--min-images; the largest has 60): nothing to build"),
-    "bad choice": (["--val-rule", "randm", *DEMO], 2, "--val-rule randm: not one of first, random"),
+    "bad choice": (["--val-rule", "randm", *DEMO], 2, "--val-rule randm: not one of first, first_en_us, random"),
     "not a number": (["--min-images", "many"], 2, "--min-images many: not a whole number"),
     "no training images": (["--min-images", "31"], 2, "--min-images 31 with --val-per-class 50: a class with 31 "
                                                      "images would give all of them to validation"),
@@ -179,7 +179,8 @@ def test_parameter_checks():
         "--val-per-class 50)"]
     assert parameter_problems(dict(defaults, jpeg_quality=0, image_size=5)) == [
         "--image-size 5: must be from 8 to 4096", "--jpeg-quality 0: must be from 1 to 100"]
-    assert parameter_problems(dict(defaults, is_a_path="/x/is_a.txt")) == [
+    assert parameter_problems(dict(defaults, is_a_path="/x/is_a.txt")) == ["--is-a-path /x/is_a.txt: no such file"]
+    assert parameter_problems(dict(defaults, tree_source="wordnet", is_a_path="/x/is_a.txt")) == [
         "--is-a-path is read only with --tree-source is_a (now wordnet); give both, or neither",
         "--is-a-path /x/is_a.txt: no such file"]
 
