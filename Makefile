@@ -53,6 +53,7 @@ bench: env
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/semantic_loss.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/release_copy.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -3,10 +3,14 @@
 The bench photos are squish-resized once to 224² baseline JPEGs (what the download holds) and
 laid out twice: as the download (``imagenet21k_train`` / ``imagenet21k_val`` class folders: the
 build copies them byte for byte) and as a raw folder of class folders (the build decodes,
-resizes and re-encodes every one). Both are built with ``luigi --module pipeline
-BuildImageNet21KP --workers N``, taking turns, best of ``--rounds``; printed: img/s of each and the
-ratio, plus the per-image CPU cost of the two paths alone (``release_image`` on a ready JPEG vs
-``convert_image``). Target: copy ≥ 10× the resize path's img/s.
+resizes and re-encodes every one). Measured, taking turns, best of ``--rounds``:
+
+1. the convert stage in one process (``convert_folders`` + writing the part): copy vs resize
+   img/s and their ratio (target ≥ 10×);
+2. the I/O floor of that stage: reading the same files (open + read) and writing their bytes to
+   one fsynced file, nothing else — the copy path's img/s against it shows whether it is limited
+   by the disk (≈ 1) or by its own CPU;
+3. whole builds, ``luigi --module pipeline BuildImageNet21KP --workers N``, both layouts.
 
     .venv/bin/python benchmarks/release_copy.py [--classes 20] [--per-class 500] [--workers 2] [--rounds 2]
 """
@@ -25,12 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from loader import cpu_rate  # noqa: E402
 from photo_archive import class_members, load_photos  # noqa: E402
 
-from pipeline.convert import ConvertSettings, convert_image  # noqa: E402
+from pipeline.archive import list_containers  # noqa: E402
+from pipeline.convert import ConvertSettings, convert_folders  # noqa: E402
 from pipeline.images import squish_resize  # noqa: E402
-from pipeline.release import release_image  # noqa: E402
+from pipeline.outputs import write_bytes  # noqa: E402
+from pipeline.release import ReleaseFolderJob  # noqa: E402
 
 VAL = 10
 
@@ -60,6 +65,25 @@ def timed_build(archive: Path, out: Path, workers: int) -> float:
     return time.perf_counter() - start
 
 
+def convert_stage(root: Path, layout: str, out: Path) -> float:
+    """Seconds of one process converting every class folder of ``root`` into one written part."""
+    settings = ConvertSettings(min_images=20, val_per_class=VAL)
+    containers = list_containers(root, layout)
+    job = ReleaseFolderJob if layout == "released" else None
+    start = time.perf_counter()
+    part = convert_folders(root, containers, settings, lambda wnid: True, job_class=job)
+    part.write(out / f"part-{layout}")
+    return time.perf_counter() - start
+
+
+def io_floor(root: Path, out: Path) -> float:
+    """Seconds to read every file under ``root`` and write their bytes to one fsynced file."""
+    start = time.perf_counter()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    write_bytes(out / "floor.bin", (p.read_bytes() for p in files))
+    return time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=20)
@@ -70,22 +94,27 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         released, raw, images = write_layouts(tmp, args.classes, args.per_class)
-        walls = {"copy (released layout)": [], "resize (folders-dir)": []}
+        stage = {"copy": [], "resize": [], "floor": []}
+        walls = {"copy": [], "resize": []}
+        scratch = tmp / "scratch"
+        scratch.mkdir()
         for _ in range(args.rounds):
-            walls["copy (released layout)"].append(timed_build(released, tmp / "out-copy", args.workers))
-            walls["resize (folders-dir)"].append(timed_build(raw, tmp / "out-resize", args.workers))
-        sample = [p.read_bytes() for p in sorted((raw).rglob("*.JPEG"))[:200]]
-    settings = ConvertSettings()
-    copy_rate = cpu_rate(lambda: [release_image(j, settings) for j in sample], len(sample), 3)
-    resize_rate = cpu_rate(lambda: [convert_image(j, 224, 95) for j in sample], len(sample), 3)
-    print(f"{images:,} 224² JPEGs, {args.workers} workers, best of {args.rounds}")
-    best = {name: min(w) for name, w in walls.items()}
-    for name, wall in best.items():
-        print(f"  {name:<24} {wall:6.2f} s  {images / wall:8.0f} img/s")
-    ratio = best["resize (folders-dir)"] / best["copy (released layout)"]
-    print(f"build: copy / resize = {ratio:.1f}× (target ≥ 10×)")
-    print(f"per image, one process: copy path {copy_rate:,.0f} img/s, resize path {resize_rate:,.0f} img/s "
-          f"per CPU second: {copy_rate / resize_rate:.0f}×")
+            stage["copy"].append(convert_stage(released, "released", scratch))
+            stage["resize"].append(convert_stage(raw, "folders-dir", scratch))
+            stage["floor"].append(io_floor(released, scratch))
+            walls["copy"].append(timed_build(released, tmp / "out-copy", args.workers))
+            walls["resize"].append(timed_build(raw, tmp / "out-resize", args.workers))
+    best = {k: min(v) for k, v in stage.items()}
+    print(f"{images:,} 224² JPEGs ({args.classes} classes), best of {args.rounds}")
+    print("convert stage, one process:")
+    print(f"  copy (released layout)   {best['copy']:6.2f} s  {images / best['copy']:8.0f} img/s")
+    print(f"  resize (folders-dir)     {best['resize']:6.2f} s  {images / best['resize']:8.0f} img/s")
+    print(f"  I/O floor (read + write) {best['floor']:6.2f} s  {images / best['floor']:8.0f} img/s")
+    print(f"  copy / resize = {best['resize'] / best['copy']:.1f}× (target ≥ 10×); copy / I/O floor = "
+          f"{best['floor'] / best['copy']:.2f}× (1 = limited by the disk)")
+    wall = {k: min(v) for k, v in walls.items()}
+    print(f"whole builds, {args.workers} workers: copy {images / wall['copy']:.0f} img/s, resize "
+          f"{images / wall['resize']:.0f} img/s: {wall['resize'] / wall['copy']:.1f}×")
     return 0
 
 

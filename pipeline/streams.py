@@ -203,35 +203,50 @@ class BlockStream:
         self.close()
 
 
-def read_files_ahead(paths: list, read: Callable[[str], bytes], prefetch: int = 8) -> Iterator[tuple[object, bytes | OSError]]:
-    """``(path, bytes or the OSError)`` for each path in order, read ``prefetch`` files ahead."""
+def read_files_ahead(paths: list, read: Callable[[str], bytes], prefetch: int = 8,
+                     batch_bytes: int = 1 << 20) -> Iterator[tuple[object, bytes | OSError]]:
+    """``(path, bytes or the OSError)`` for each path in order, read ahead in a thread: up to
+    ``prefetch`` batches of files, a batch closing at ``batch_bytes`` (one queue hand-over per
+    batch, not per file: small files cost a thread switch each otherwise)."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
+        items, size = [], 0
         for p in paths:
             if stop.is_set():
                 return
             try:
-                item = (p, read(p))
+                data = read(p)
+                size += len(data)
+                items.append((p, data))
             except OSError as exc:
-                item = (p, exc)
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+                items.append((p, exc))
+            if size >= batch_bytes:
+                if not hand_over(items):
+                    return
+                items, size = [], 0
+        if items and not hand_over(items):
+            return
         q.put(_DONE)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
     try:
         while True:
-            item = q.get()
-            if item is _DONE:
+            items = q.get()
+            if items is _DONE:
                 return
-            yield item
+            yield from items
     finally:
         stop.set()
         while thread.is_alive():
