@@ -80,6 +80,9 @@ class ClassJob:
         self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result)
         self.kept = False
 
+    #: Class folders' files are read ahead in a thread while the previous ones are decoded.
+    read_ahead = True
+
     @staticmethod
     def wants(container: Container, known: Callable[[str], bool]) -> bool:
         """Whether a folder's files are read ahead (a class the tree cannot place is never read)."""
@@ -284,7 +287,7 @@ def convert_folders(root: str | Path, containers: list[Container], settings: Con
         if job_class.wants(c, known):
             wanted += [path for name, path, is_file in files
                        if is_file and member_name_problem(name, c.wnid) is None]
-    ahead = read_files_ahead(wanted, _read_file)
+    ahead = read_files_ahead(wanted, _read_file) if job_class.read_ahead else _read_files(wanted)
     done = 0
     try:
         for c, files in listed:
@@ -304,6 +307,15 @@ def convert_folders(root: str | Path, containers: list[Container], settings: Con
     finally:
         ahead.close()
     return part
+
+
+def _read_files(paths: list[str]):
+    """``(path, bytes or the OSError)`` in order, read by the caller's thread (see ``read_ahead``)."""
+    for path in paths:
+        try:
+            yield path, _read_file(path)
+        except OSError as exc:
+            yield path, exc
 
 
 def _read_file(path: str) -> bytes:
