@@ -17,8 +17,11 @@ import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.archive import RAW_LAYOUTS  # noqa: E402
 PHOTOS = ROOT.parent / "shared" / "bench-photos"
-FORMATS = ("tar", "tar.gz", "tars-dir", "folders-dir")
+FORMATS = RAW_LAYOUTS
 
 
 def official_wnids() -> list[str]:

@@ -34,7 +34,7 @@ from photo_archive import class_members, load_photos  # noqa: E402
 from pipeline.archive import list_containers  # noqa: E402
 from pipeline.convert import ConvertSettings, convert_folders  # noqa: E402
 from pipeline.images import squish_resize  # noqa: E402
-from pipeline.outputs import write_bytes  # noqa: E402
+from hierarchy.atomic import atomic_write_bytes  # noqa: E402
 from pipeline.release import ReleaseFolderJob  # noqa: E402
 
 VAL = 10
@@ -80,7 +80,7 @@ def io_floor(root: Path, out: Path) -> float:
     """Seconds to read every file under ``root`` and write their bytes to one fsynced file."""
     start = time.perf_counter()
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    write_bytes(out / "floor.bin", (p.read_bytes() for p in files))
+    atomic_write_bytes(out / "floor.bin", (p.read_bytes() for p in files))
     return time.perf_counter() - start
 
 

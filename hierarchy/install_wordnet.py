@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hierarchy.atomic import atomic_dir, remove_stale_temp_files
 from hierarchy.wordnet import DEFAULT_NLTK_DATA, configured_nltk_data
 
 DEBIAN_DICT = Path("/usr/share/wordnet")
@@ -58,17 +59,13 @@ def install_from_debian(dest: Path) -> None:
             subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
             subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], check=True, env=env)
     corpora = dest / "corpora"
-    corpora.mkdir(parents=True, exist_ok=True)
-    tmp = corpora / "wordnet.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name in DICT_FILES:
-        src = DEBIAN_DICT / name
-        if src.is_file():
-            shutil.copyfile(src, tmp / name)
-    (tmp / "lexnames").write_text(lexnames_text())
-    shutil.rmtree(corpora / "wordnet", ignore_errors=True)
-    tmp.rename(corpora / "wordnet")
+    remove_stale_temp_files(corpora / "wordnet")  # a killed earlier install's
+    with atomic_dir(corpora / "wordnet") as tmp:
+        for name in DICT_FILES:
+            src = DEBIAN_DICT / name
+            if src.is_file():
+                shutil.copyfile(src, tmp / name)
+        (tmp / "lexnames").write_text(lexnames_text())
 
 
 def install_with_nltk(dest: Path) -> None:

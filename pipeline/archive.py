@@ -29,7 +29,8 @@ from typing import Callable, Iterator
 from pipeline.errors import ArchiveError
 from pipeline.tarstream import TarReader, padded, pax_records
 
-LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir", "released", "released.tar.gz")
+RAW_LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir")  # the raw ImageNet-21K release, as given or unpacked
+LAYOUTS = (*RAW_LAYOUTS, "released", "released.tar.gz")
 #: Folder names of the official processed download (``imagenet21k_resized.tar.gz`` unpacks to
 #: ``imagenet21k_resized/imagenet21k_train`` etc.) and the shorter names users rename them to.
 RELEASE_FOLDERS = {"train": ("imagenet21k_train", "train"),
@@ -314,6 +315,6 @@ def folder_files(root: str | os.PathLike, container: Container) -> list[tuple[st
     return sorted((e.name, e.path, e.is_file(follow_symlinks=False)) for e in os.scandir(folder))
 
 
-__all__ = ["LAYOUTS", "RELEASE_FOLDERS", "ArchiveError", "Container", "Entry", "class_wnid", "detect_layout",
+__all__ = ["LAYOUTS", "RAW_LAYOUTS", "RELEASE_FOLDERS", "ArchiveError", "Container", "Entry", "class_wnid", "detect_layout",
            "folder_files", "list_containers", "release_member_split", "release_root", "scan_tar_headers",
            "tar_entries"]

@@ -35,15 +35,16 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
 import tarfile
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from PIL import Image
+
+from hierarchy.atomic import atomic_dir, atomic_path, atomic_write_text
+from pipeline.archive import RAW_LAYOUTS
 
 from .demo_images import (
     ClassLook,
@@ -95,7 +96,7 @@ CLASS_TABLE: tuple[DemoClass, ...] = (
 UNKNOWN_WNID = "n99999999"  # `unknown_wnid`: shaped like a wnid, not a WordNet noun
 EMPTY_CLASS_WNID = "n00007846"  # `empty_class_tar`: person, in the official list, unused here
 
-FORMATS = ("tar", "tar.gz", "tars-dir", "folders-dir")
+FORMATS = RAW_LAYOUTS
 TAR_FORMATS = ("tar", "tar.gz")
 #: Opt-in bad entries. Member-level kinds land in a kept class; the last three add containers.
 BAD_KINDS = {
@@ -479,20 +480,13 @@ def _replace_file(out: Path, write, truncate_at: int | None) -> None:
     """Run ``write(file)`` on a temp file beside ``out``, cut it if asked, then rename it."""
     if out.is_dir():
         raise FileExistsError(f"{out} is a directory; the format writes a single file")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(out, durable=False) as tmp:  # test data: no fsync
+        with open(tmp, "wb") as f:
             write(f)
             if truncate_at is not None:
                 if truncate_at >= f.tell():
                     raise ValueError(f"truncate_at={truncate_at} is not below the archive size {f.tell()}")
                 f.truncate(truncate_at)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 _DEMO_DIR_ENTRY = re.compile(r"^(n\d{8}(\.tar)?|README\.txt)$")
@@ -506,25 +500,8 @@ def _replace_dir(out: Path, write) -> None:
     """
     if out.exists() and not (out.is_dir() and all(_DEMO_DIR_ENTRY.match(p.name) for p in out.iterdir())):
         raise FileExistsError(f"{out} exists and is not a demo archive directory; remove it first")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         write(tmp)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    _replace_file(path, lambda f: f.write(text.encode()), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         archive = make_archive(args.out, format=args.format, num_classes=args.classes, seed=args.seed,
                                bad=bad, truncate_at=args.truncate_at, large_images=args.large_images)
         manifest = manifest_path(archive.path)
-        _write_text_atomically(manifest, archive.to_json())
+        atomic_write_text(manifest, archive.to_json(), durable=False)
     except (ValueError, OSError) as exc:  # bad arguments, an unwritable or occupied OUT
         parser.error(str(exc))
     images = sum(archive.class_sizes.values())

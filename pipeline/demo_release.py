@@ -20,7 +20,6 @@ import argparse
 import gzip
 import io
 import os
-import shutil
 import sys
 import tarfile
 import tempfile
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+
+from hierarchy.atomic import atomic_dir, atomic_write_bytes
 
 from pipeline.convert import ls_order_key
 from pipeline.demo import make_archive
@@ -118,14 +119,11 @@ def _jpeg(image: Image.Image, **options) -> bytes:
 
 
 def _write_folders(out: Path, members: list[tuple[str, bytes]]) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    for name, blob in members:
-        path = tmp / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(blob)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        for name, blob in members:
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(blob)
 
 
 def _write_tar_gz(out: Path, members: list[tuple[str, bytes]], folders: dict[str, str]) -> None:
@@ -147,9 +145,7 @@ def _write_tar_gz(out: Path, members: list[tuple[str, bytes]], folders: dict[str
                     seen.add(folder)
                     tar.addfile(info(f"{ROOT_NAME}/{folder}", directory=True))
             tar.addfile(info(f"{ROOT_NAME}/{name}", len(blob)), io.BytesIO(blob))
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(gzip.compress(raw.getvalue(), compresslevel=6, mtime=0))
-    os.replace(tmp, out)
+    atomic_write_bytes(out, gzip.compress(raw.getvalue(), compresslevel=6, mtime=0), durable=False)
 
 
 def main(argv: list[str] | None = None) -> int:

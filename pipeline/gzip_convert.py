@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.archive import ArchiveError, Container, class_wnid
 from pipeline.convert import ClassJob, ConvertSettings, convert_tar_bytes, read_class_tar, reject_container
-from pipeline.outputs import remove_stale_temp_files_in
+from hierarchy.atomic import remove_stale_temp_files_in
 from pipeline.parts import SUFFIXES, PartBuilder, part_done
 from pipeline.streams import BlockStream, StreamError, gzip_blocks
 from pipeline.tarstream import TarDamage, TarReader

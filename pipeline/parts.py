@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from hierarchy.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from pipeline.crashpoints import crash_point
 from pipeline.members import REJECT_SCHEMA
-from pipeline.outputs import remove_stale_temp_files, write_bytes, write_parquet, write_text
+from pipeline.outputs import write_parquet
 
 SAMPLE_SCHEMA = pa.schema([
     ("key", pa.string()),
@@ -85,7 +86,7 @@ class PartBuilder:
             row["offset"], row["length"] = offset, len(jpg)
             offset += len(jpg)
             rows.append(row)
-        write_bytes(base.with_name(base.name + ".bin"), (jpg for _, _, jpg in self.samples))
+        atomic_write_bytes(base.with_name(base.name + ".bin"), (jpg for _, _, jpg in self.samples))
         rejects = sorted(self.rejects, key=lambda r: (r["wnid"] or "", r["member"], r["reason"]))
         write_parquet(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), f"{base}.rejects.parquet")
         classes = sorted(self.classes, key=lambda c: (c["wnid"], c["container"]))
@@ -96,7 +97,7 @@ class PartBuilder:
                        bytes_read=self.bytes_read, jpeg_bytes=offset)
         if self.copied or self.resized:
             summary.update(copied=self.copied, resized=self.resized)
-        write_text(f"{base}.json", json.dumps(summary, sort_keys=True) + "\n")
+        atomic_write_text(f"{base}.json", json.dumps(summary, sort_keys=True) + "\n")
         return summary
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from hierarchy.atomic import atomic_write_text
+
 #: Set by the command (:mod:`pipeline.cli`) for the processes of a local build.
 RUN_DIR_ENV = "IMAGENET21KP_RUN_DIR"
 #: Images per raw byte assumed before a convert task of the run has finished (fall11: 1.2 TB,
@@ -52,10 +54,8 @@ class TaskProgress:
         except Exception:  # no scheduler behind the task (run() called directly)
             pass
         if self._file is not None:
-            tmp = self._file.with_name(f".{self._file.name}.tmp-{os.getpid()}")
             try:
-                tmp.write_text(json.dumps(dict(fraction=fraction, **extra)))
-                os.replace(tmp, self._file)
+                atomic_write_text(self._file, json.dumps(dict(fraction=fraction, **extra)), durable=False)
             except OSError:  # the command that reads these is gone
                 pass
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.crashpoints import crash_point
-from pipeline.outputs import remove_stale_temp_files, write_text
+from hierarchy.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.plan import SPLITS
 from pipeline.shards import sample_json_maker, shard_name, write_shard
 
@@ -143,4 +143,4 @@ def write_shards(plan_path: str | Path, part_bases: list[str], task: int, tasks:
 
 
 def write_summary(path: Path, summary: dict) -> None:
-    write_text(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")

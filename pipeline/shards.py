@@ -3,20 +3,20 @@
 Each sample is ``KEY.cls`` (class index, ASCII), ``KEY.jpg`` and ``KEY.json`` (wnid, class index,
 semantic chain, original width/height). Tar metadata is fixed (mtime 0, uid/gid 0, no user
 names, mode 0444, USTAR headers) and members follow the plan order, so the same plan and
-parameters always give the same bytes. Headers are packed directly (:func:`ustar_header`, the
-bytes :mod:`tarfile` writes for the same member, checked by the tests) because
-``tarfile.addfile`` costs more per member than the rest of the shard writing.
+parameters always give the same bytes. They are the bytes webdataset's own ``TarWriter`` writes
+with that metadata (a test checks it), but headers are packed here (:func:`ustar_header`)
+because ``TarWriter`` (``tarfile.addfile`` per member) takes ~110 µs per sample against ~19 µs:
+21 minutes instead of 4 of CPU for ImageNet-21K-P's 11.6 M samples.
 """
 from __future__ import annotations
 
 import json
 import os
 import tarfile
-from pathlib import Path
 from typing import Iterable
 
+from hierarchy.atomic import atomic_write_bytes
 from pipeline.crashpoints import crash_point
-from pipeline.outputs import temp_path
 
 SHARD_PREFIX = "imagenet21kp"
 BLOCK = tarfile.BLOCKSIZE
@@ -92,18 +92,6 @@ def write_shard(path: str | os.PathLike, samples: Iterable[tuple[str, dict[str, 
     The file appears only when complete (temp file in the same folder, fsync, rename); a temp
     file left by a killed writer is named ``.NAME.tmp-*``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pieces, count = tar_bytes(samples)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.writelines(pieces)
-            f.flush()
-            os.fsync(f.fileno())
-        crash_point("shard_temp")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, pieces, before_rename=lambda: crash_point("shard_temp"))
     return count

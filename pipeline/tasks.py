@@ -42,7 +42,8 @@ from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
 from pipeline.errors import ArchiveError, NothingToBuild, ParameterError, PipelineError, record_failure
 from pipeline.members import REJECT_SCHEMA
-from pipeline.outputs import remove_stale_temp_files, remove_stale_temp_files_in, write_parquet, write_text
+from hierarchy.atomic import atomic_write_text, remove_stale_temp_files, remove_stale_temp_files_in
+from pipeline.outputs import write_parquet
 from pipeline.pil_build import describe_pil_build
 from pipeline.plan import kept_wnids, plan_samples, shard_counts, shard_sizes
 from pipeline.progress import TaskProgress
@@ -150,7 +151,7 @@ class DatasetTask(luigi.Task):
         return _layouts[self.archive]
 
     @cached_property
-    def archive_dir(self) -> Path:
+    def archive_work_dir(self) -> Path:
         try:
             st = os.stat(self.archive)
         except OSError as exc:
@@ -160,7 +161,7 @@ class DatasetTask(luigi.Task):
     @property
     def containers(self) -> list[Container]:
         """The class containers (tar and folder layouts), listed once and cached in the work dir."""
-        path = self.archive_dir / "containers.parquet"
+        path = self.archive_work_dir / "containers.parquet"
         key = str(path)
         if key not in _listings:
             if path.is_file():
@@ -222,7 +223,7 @@ class DatasetTask(luigi.Task):
     @property
     def parts_dir(self) -> Path:
         runs = "gz" if self.layout in GZ_LAYOUTS else (self.convert_tasks or "auto")
-        return self.archive_dir / f"convert-{_hash(self.convert_values())}" / f"parts-{runs}"
+        return self.archive_work_dir / f"convert-{_hash(self.convert_values())}" / f"parts-{runs}"
 
     @property
     def plan_dir(self) -> Path:
@@ -234,7 +235,7 @@ class DatasetTask(luigi.Task):
 
     def chunk_ranges(self) -> list[tuple[int, int]]:
         """The containers of each convert task (cached: every task of the DAG asks)."""
-        key = (str(self.archive_dir), self.n_convert_tasks)
+        key = (str(self.archive_work_dir), self.n_convert_tasks)
         if key not in _chunks:
             _chunks[key] = split_evenly([c.weight for c in self.containers], self.n_convert_tasks)
         return _chunks[key]
@@ -326,7 +327,7 @@ class ConvertRange(DatasetTask):
                              progress=lambda done: bar.update(done))
         summary = part.write(self.base)
         bar.close(f"{summary['samples']} samples from {len(containers)} containers", images=summary["entries"])
-        write_text(self.output().path, json.dumps({"parts": [str(self.base)], "summaries": [summary]}) + "\n")
+        atomic_write_text(self.output().path, json.dumps({"parts": [str(self.base)], "summaries": [summary]}) + "\n")
 
 
 class ConvertGzip(DatasetTask):
@@ -362,7 +363,7 @@ class ConvertGzip(DatasetTask):
         summaries = [json.loads(Path(f"{b}.json").read_text()) for b in bases]
         bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts",
                   images=sum(s["entries"] for s in summaries))
-        write_text(self.output().path, json.dumps({"parts": bases, "summaries": summaries}) + "\n")
+        atomic_write_text(self.output().path, json.dumps({"parts": bases, "summaries": summaries}) + "\n")
 
 
 class ReadTaxonomy(DatasetTask):
@@ -376,7 +377,7 @@ class ReadTaxonomy(DatasetTask):
 
     def output(self):
         source = [self.tree, _file_identity(self.is_a_path), _file_identity(self.words_path)]
-        return luigi.LocalTarget(str(self.archive_dir / f"taxonomy-{_hash(source)}.json"))
+        return luigi.LocalTarget(str(self.archive_work_dir / f"taxonomy-{_hash(source)}.json"))
 
     def candidates(self) -> list[str]:
         """Every class of the archive (from the listing, or from the parts of a .tar.gz)."""
@@ -398,7 +399,7 @@ class ReadTaxonomy(DatasetTask):
             names = {w: n for w, n in read_words(self.words_path).items() if w in wanted}
         else:
             names = class_names(wnids)
-        write_text(self.output().path, json.dumps({"parents": parents, "names": names}, sort_keys=True))
+        atomic_write_text(self.output().path, json.dumps({"parents": parents, "names": names}, sort_keys=True))
 
 
 class PlanDataset(DatasetTask):
@@ -438,7 +439,7 @@ class PlanDataset(DatasetTask):
         plan = plan_samples(samples, class_list, self.samples_per_shard)
         path = Path(self.output()["plan"].path)
         remove_stale_temp_files(path.with_suffix(".shards.json"))
-        write_text(path.with_suffix(".shards.json"), json.dumps(shard_counts(plan), sort_keys=True))
+        atomic_write_text(path.with_suffix(".shards.json"), json.dumps(shard_counts(plan), sort_keys=True))
         # the plan last (it marks the stage done); one row group per shard, for the shard tasks
         write_parquet(plan, path, row_groups=shard_sizes(plan))
         self.status(f"{len(class_list)} classes, {plan.num_rows} samples planned")
@@ -463,7 +464,7 @@ class ClaimOutputDir(DatasetTask):
 
     def run(self):
         self.remove_stale_outputs()
-        write_text(self.output().path, json.dumps(self.expected(), indent=1, sort_keys=True) + "\n")
+        atomic_write_text(self.output().path, json.dumps(self.expected(), indent=1, sort_keys=True) + "\n")
 
 
 class WriteShards(DatasetTask):
@@ -535,8 +536,8 @@ class WriteTables(DatasetTask):
         for name, table in built.items():
             write_parquet(table, self.output()[name].path)
             crash_point("tables")
-        write_text(self.output()["tree"].path, Path(inp["plan"]["tree"].path).read_text())
-        write_text(self.output()["accounting"].path, json.dumps(accounting, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(self.output()["tree"].path, Path(inp["plan"]["tree"].path).read_text())
+        atomic_write_text(self.output()["accounting"].path, json.dumps(accounting, indent=1, sort_keys=True) + "\n")
 
 
 class BuildImageNet21KP(DatasetTask):
@@ -593,8 +594,8 @@ class BuildImageNet21KP(DatasetTask):
             summaries = [s for t in self.convert_requirements() for s in json.loads(Path(t.output().path).read_text())["summaries"]]
             stats["release"] = release_report(samples, tree.class_list, summaries, self.tree)
         info = tables.timm_info(accounting["shard_lengths"])
-        write_text(self.output()["stats"].path, json.dumps(stats, indent=1, sort_keys=True) + "\n")
-        write_text(self.output()["card"].path, tables.dataset_card(stats))
-        write_text(self.output()["info"].path, json.dumps(info, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(self.output()["stats"].path, json.dumps(stats, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(self.output()["card"].path, tables.dataset_card(stats))
+        atomic_write_text(self.output()["info"].path, json.dumps(info, indent=1, sort_keys=True) + "\n")
         self.status(f"{stats['samples']['train']} train + {stats['samples']['validation']} "
                     f"validation samples in {stats['num_classes']} classes")

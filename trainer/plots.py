@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from trainer.checkpoint import atomic_write_bytes
+from hierarchy.atomic import atomic_write_bytes
 
 
 def _save(figure, path: Path) -> None:
