@@ -1,12 +1,9 @@
 """Find and load WordNet 3.0 for nltk, offline.
 
-WordNet is found through one setting, in this order:
-
-1. the environment variable ``IMAGENET21KP_NLTK_DATA`` (an nltk data directory, i.e. the folder
-   that holds ``corpora/wordnet``);
-2. the ``[hierarchy] nltk_data`` key of the active ``luigi.cfg``;
-3. the project's data location, ``<checkout>/data/nltk_data`` (what ``make env`` fills);
-4. nltk's own default search path.
+WordNet is found through one setting: the environment variable ``IMAGENET21KP_NLTK_DATA`` (an
+nltk data directory, i.e. the folder that holds ``corpora/wordnet``); without it, the project's
+data location ``<checkout>/data/nltk_data`` (what ``make env`` fills), then nltk's own default
+search path. (The pipeline maps its ``luigi.cfg`` key ``[hierarchy] nltk_data`` onto the variable.)
 
 When none of them holds WordNet, :func:`load_wordnet` raises :class:`WordNetMissing` with the
 command that fixes it.
@@ -19,7 +16,6 @@ import re
 from pathlib import Path
 
 ENV_VAR = "IMAGENET21KP_NLTK_DATA"
-CONFIG_SECTION, CONFIG_KEY = "hierarchy", "nltk_data"
 DEFAULT_NLTK_DATA = Path(__file__).resolve().parents[1] / "data" / "nltk_data"
 WNID_RE = re.compile(r"^n\d{8}$")
 
@@ -29,15 +25,8 @@ class WordNetMissing(RuntimeError):
 
 
 def configured_nltk_data() -> Path | None:
-    """The nltk data directory named by the env var or luigi.cfg, if any."""
+    """The nltk data directory named by ``$IMAGENET21KP_NLTK_DATA``, if any."""
     value = os.environ.get(ENV_VAR)
-    if not value:
-        try:
-            import luigi.configuration
-
-            value = luigi.configuration.get_config().get(CONFIG_SECTION, CONFIG_KEY, None)
-        except Exception:  # luigi absent or config unreadable: fall through to the default
-            value = None
     return Path(value).expanduser() if value else None
 
 
@@ -70,7 +59,7 @@ def wordnet_root() -> Path:
     raise WordNetMissing(
         "WordNet 3.0 for nltk was not found (looked in: " + ", ".join(searched) + "). "
         "Fix: run `make env` (or `python -m hierarchy.install_wordnet`), or point "
-        f"${ENV_VAR} / luigi.cfg [{CONFIG_SECTION}] {CONFIG_KEY} at an nltk data directory "
+        f"${ENV_VAR} (or luigi.cfg [hierarchy] nltk_data) at an nltk data directory "
         "holding corpora/wordnet."
     )
 

@@ -154,10 +154,11 @@ class BuildRun:
         from pipeline.tasks import DatasetTask
 
         DatasetTask.event_handler(luigi.Event.BROKEN_TASK)(self._broken)  # errors in requires(), in this process
-        self._saved_sigint = None
+        self._saved_sigint, self._saved_unraisable = None, sys.unraisablehook
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):  # not when ignored (nohup)
             self._saved_sigint = signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
+            sys.unraisablehook = self._unraisable
         if self._bar is not None:
             self._bar.__enter__()
         return self
@@ -170,6 +171,7 @@ class BuildRun:
         DatasetTask.remove_event_handler(luigi.Event.BROKEN_TASK, self._broken)
         if self._saved_sigint is not None:
             signal.signal(signal.SIGINT, self._saved_sigint)
+            sys.unraisablehook = self._saved_unraisable
         if self._saved_env is None:
             os.environ.pop(RUN_DIR_ENV, None)
         else:
@@ -181,6 +183,14 @@ class BuildRun:
     @staticmethod
     def _broken(task, exception) -> None:
         record_failure(exception)
+
+    def _unraisable(self, unraisable) -> None:
+        """A Ctrl-C that landed where Python can only print it ("Exception ignored in ...", e.g.
+        inside a fork handler) is delivered again a moment later, to the main thread."""
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        else:
+            self._saved_unraisable(unraisable)
 
     def entries_read(self) -> int:
         """Archive entries read by the convert tasks that ran in this run."""

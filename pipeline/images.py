@@ -1,56 +1,11 @@
 """Squish-resize one image file to a ``size`` x ``size`` RGB JPEG: the dataset build's hot path.
 
-Paper section 2.1: every image is resized to 224x224 without cropping ("squish-resizing": the whole
-picture is kept, its aspect ratio is not). :func:`squish_resize_with_size` returns the JPEG bytes
-and the original (width, height); :func:`squish_resize` returns the bytes only. Input that cannot be
-converted raises :class:`BadImage`, never anything else.
-
-How (measured by ``benchmarks/image_path.py``):
-
-* JPEGs in YCbCr, grayscale or RGB (nearly all of ImageNet-21K) take the fast path through
-  libjpeg-turbo (simplejpeg): the header gives the size; the decode uses DCT scaling by the
-  smallest factor M/8 with M in 1, 2, 4, 8 that keeps *both* sides >= ``size``
-  (:func:`dct_scale_eighths`), so much of the reduction happens inside the inverse DCT; the rest
-  is an antialiased :data:`RESAMPLE` resize (pillow-simd) over the exact area the scaled picture
-  covers (M/8 of the original, not its rounded-up pixel count, which would shift the picture by up
-  to a pixel). Only those four scales have SIMD inverse DCTs: 3/8, 5/8, 6/8 and 7/8 decode slower
-  than a full decode (on the bench photos 1.2, 1.9, 2.3 and 3.0 ms against 1.4 ms at 8/8 and
-  1.1 ms at 4/8), and the larger picture they leave for the resize gives a better result.
-* Everything else goes through PIL: CMYK/YCCK JPEGs, PNG, GIF, BMP, TIFF (:data:`PIL_FORMATS`;
-  WebP and other formats are rejected as ``not_an_image``), and JPEGs that libjpeg-turbo reports
-  anything about that :data:`JPEG_DAMAGE` does not settle. JPEGs there use PIL's own DCT scaling
-  (``Image.draft``, factors 1/2, 1/4, 1/8).
-* The output is written by PIL's JPEG encoder with PIL's defaults, spelled out in
-  :data:`JPEG_OPTIONS`: baseline (not progressive), 4:2:0 chroma subsampling, standard Huffman
-  tables (no ``optimize``), accurate integer DCT (simplejpeg's encoder would use libjpeg-turbo's
-  fast DCT, about 0.3 dB worse at q95), JFIF, no EXIF, ICC profile or comment. The same input gives
-  the same bytes, always.
-
-Decisions (the released ImageNet-21K-P script, ``dataset_preprocessing/resize.py``, used OpenCV:
-``cv2.imread``, a non-antialiased ``cv2.resize``, ``cv2.imwrite``; images whose longer side was under
-224 were copied unresized, and files OpenCV could not read, such as GIFs, were left out):
-
-* EXIF orientation is NOT applied: pixels are taken in stored order, as PIL-based ImageNet loaders
-  (torchvision's ``ImageFolder``) take them. ``cv2.imread`` does apply it (OpenCV >= 3.1), so the
-  few rotated photos differ from the released data.
-* Transparency (RGBA/LA/PA PNGs, palette PNGs and GIFs with a transparent colour) is composited
-  onto white, what a browser shows; the colour hidden under transparent pixels is arbitrary
-  (``cv2.imread`` shows it).
-* CMYK JPEGs: PIL undoes the inversion of Adobe CMYK files and converts CMYK to RGB without a
-  colour profile (R = (255 - C)(255 - K)/255).
-* 16-bit grayscale (``I;16``) keeps its top 8 bits; other modes (32-bit integer, float) raise
-  ``BadImage("unsupported_mode")``. Animated GIFs and multi-page TIFFs give their first frame.
-* Truncated files raise ``BadImage("truncated")`` rather than being padded with grey (PIL's
-  default too; ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone and must stay False). JPEGs whose
-  entropy-coded data is damaged (:data:`JPEG_DAMAGE`: bad Huffman code, data cut short by a
-  marker, lost restart markers) raise ``BadImage("corrupt")``, where PIL would decode some of
-  them into grey or garbage blocks. Anything else libjpeg-turbo warns about (e.g. extraneous bytes
-  before a marker, common and harmless) is PIL's call: it decodes what it can and raises
-  ``BadImage("corrupt")`` for the rest.
-* Images of more than ``max_pixels`` pixels (default :data:`MAX_PIXELS`, PIL's own error limit)
-  raise ``BadImage("decompression_bomb")`` after reading only the header. PIL's global
-  ``Image.MAX_IMAGE_PIXELS`` still applies on the PIL path: above twice it PIL itself refuses
-  (same reason), above it PIL warns (``DecompressionBombWarning``).
+Paper section 2.1: the whole picture is resized to 224x224, its aspect ratio is not kept.
+:func:`squish_resize_with_size` returns the JPEG bytes and the original (width, height);
+:func:`squish_resize` the bytes only. The same input gives the same bytes, always; input that
+cannot be converted raises :class:`BadImage`, never anything else. How it is made fast (DCT-scaled
+decode, pillow-simd resize) and what it decides about EXIF, transparency, CMYK, 16-bit, truncated
+and damaged files, against the released OpenCV script: ``pipeline/README.md``.
 """
 from __future__ import annotations
 
@@ -110,7 +65,7 @@ def squish_resize(data: bytes, size: int = 224, quality: int = 95, max_pixels: i
 
 def squish_resize_with_size(data: bytes, size: int = 224, quality: int = 95,
                             max_pixels: int = MAX_PIXELS) -> tuple[bytes, tuple[int, int]]:
-    """``(jpeg_bytes, (original_width, original_height))``; see the module docstring.
+    """``(jpeg_bytes, (original_width, original_height))``; see pipeline/README.md.
 
     Raises :class:`BadImage` for input it cannot convert and ``ValueError`` for a ``size`` or
     ``quality`` out of range.
@@ -208,7 +163,7 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` in mode RGB, transparency composited onto white (see the module docstring)."""
+    """``image`` in mode RGB, transparency composited onto white (see pipeline/README.md, "Decisions")."""
     if image.mode in _SIXTEEN_BIT_GRAY_MODES:
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
     elif image.mode not in _EIGHT_BIT_MODES:

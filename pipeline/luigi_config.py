@@ -13,11 +13,20 @@ DEFAULTS_FILE = Path(__file__).with_name("luigi_defaults.cfg")
 
 
 def apply_defaults() -> None:
-    """Read the package defaults under any luigi.cfg (idempotent). Only Luigi's default
-    ``.cfg`` parser is extended; with ``LUIGI_CONFIG_PARSER=toml`` set the values yourself."""
-    from luigi.configuration import LuigiConfigParser
+    """Read the package defaults under any luigi.cfg (idempotent), and hand ``[hierarchy]
+    nltk_data`` to :mod:`hierarchy` as ``$IMAGENET21KP_NLTK_DATA`` (an environment variable set
+    before the run wins). Only Luigi's default ``.cfg`` parser is extended; with
+    ``LUIGI_CONFIG_PARSER=toml`` set the values yourself."""
+    import os
+
+    from luigi.configuration import LuigiConfigParser, get_config
+
+    from hierarchy.wordnet import ENV_VAR
 
     paths = LuigiConfigParser._config_paths
     if str(DEFAULTS_FILE) not in paths:
         paths.insert(0, str(DEFAULTS_FILE))
         LuigiConfigParser.reload()
+    nltk_data = get_config().get("hierarchy", "nltk_data", "")
+    if nltk_data and not os.environ.get(ENV_VAR):
+        os.environ[ENV_VAR] = nltk_data

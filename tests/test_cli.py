@@ -19,8 +19,6 @@ import pytest
 
 from buildutil import free_port
 from pipeline.demo import make_archive
-from pipeline.preflight import parameter_problems
-from pipeline.tasks import BuildImageNet21KP
 
 DEMO = ["--min-images", "31", "--val-per-class", "5", "--samples-per-shard", "200"]
 
@@ -134,15 +132,6 @@ def test_an_output_dir_is_refused_only_when_it_holds_a_build(archive, tmp_path):
                                      "differ); use a new --output-dir, or delete the old one")
 
 
-def test_the_package_defaults_apply_in_any_folder_and_luigi_cfg_wins(tmp_path):
-    code = ("import pipeline, luigi.configuration as c; g = c.get_config(); "
-            "print(g.getint('retcode', 'task_failed'), g.getint('resources', 'archive_io'), g.get('core', 'log_level'))")
-    run = lambda env: subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,  # noqa: E731
-                                     capture_output=True, text=True, timeout=120).stdout.split()
-    assert run(clean_env()) == ["30", "32", "WARNING"]
-    (tmp_path / "luigi.cfg").write_text("[resources]\narchive_io = 3\n")
-    assert run(clean_env()) == ["30", "3", "WARNING"]
-
 
 def test_a_terminal_gets_one_progress_bar_with_an_eta(archive, tmp_path):
     cmd = [sys.executable, "-m", "luigi", "--module", "pipeline", "BuildImageNet21KP", "--local-scheduler",
@@ -170,20 +159,6 @@ def test_a_terminal_gets_one_progress_bar_with_an_eta(archive, tmp_path):
     assert "ImageNet-21K-P built in" in text
 
 
-def test_parameter_checks():
-    defaults = {name: p._default for name, p in BuildImageNet21KP.get_params() if name not in ("archive", "output_dir")}
-    assert parameter_problems(defaults) == []
-    assert parameter_problems(dict(defaults, min_images=50)) == [
-        "--min-images 50 with --val-per-class 50: a class with 50 images would give all of them to validation "
-        "and none to training; --min-images must be larger than --val-per-class (the paper: --min-images 501 "
-        "--val-per-class 50)"]
-    assert parameter_problems(dict(defaults, jpeg_quality=0, image_size=5)) == [
-        "--image-size 5: must be from 8 to 4096", "--jpeg-quality 0: must be from 1 to 100"]
-    assert parameter_problems(dict(defaults, is_a_path="/x/is_a.txt")) == ["--is-a-path /x/is_a.txt: no such file"]
-    assert parameter_problems(dict(defaults, tree_source="wordnet", is_a_path="/x/is_a.txt")) == [
-        "--is-a-path is read only with --tree-source is_a (now wordnet); give both, or neither",
-        "--is-a-path /x/is_a.txt: no such file"]
-
 
 def test_the_scheduler_command_listens_on_localhost_with_the_package_defaults(tmp_path):
     port = free_port()
@@ -207,13 +182,3 @@ def test_the_scheduler_command_listens_on_localhost_with_the_package_defaults(tm
         proc.terminate()
         proc.wait(10)
     assert "no authentication" in proc.stderr.read()
-
-
-def test_a_full_disk_is_a_known_failure_naming_the_fix():
-    import errno
-
-    from pipeline.errors import known_failure
-
-    code, message = known_failure(OSError(errno.ENOSPC, "No space left on device", "/data/out/_work/part-00003.bin"))
-    assert code == 7 and message.startswith("no space left on the device writing /data/out/_work/part-00003.bin; ")
-    assert known_failure(OSError(errno.EACCES, "Permission denied")) is None  # a bug or a setup problem: traceback

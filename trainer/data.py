@@ -1,26 +1,10 @@
 """Streaming the WebDataset shards written by the pipeline: deterministic, resumable, DDP-exact.
 
-Layout of an epoch (all of it a pure function of ``(seed, epoch)``):
-
-1. The train shards are permuted with ``rng(seed, epoch)``; their samples, concatenated in that
-   order, form the epoch's stream of ``N`` samples.
-2. The stream is cut into ``num_lanes`` contiguous ranges ("lanes") of ``N // num_lanes`` or
-   one more samples; a lane reads whole shards plus at most a partial shard at each end.
-3. Each lane's samples are reordered by a shuffle buffer simulated on indices with
-   ``rng(seed, epoch, lane)`` (so the order is known without reading any data).
-4. Global batch ``b`` is the concatenation, lane by lane, of the ``b``-th chunk of
-   ``chunk_size = global_batch // num_lanes`` samples of every lane. Every epoch has
-   ``batches_per_epoch = N // global_batch`` batches and every lane holds at least
-   ``batches_per_epoch * chunk_size`` samples, so no lane (and no rank) ever runs dry.
-
-Ranks own contiguous groups of lanes and their local batch is the concatenation of their lanes'
-chunks, so ``W`` ranks x ``B`` see exactly the samples of 1 rank x ``W * B``. Loader workers own
-lanes round-robin and yield one chunk at a time; PyTorch's DataLoader returns worker outputs in
-round-robin order, which is lane order again. Resuming at batch ``b`` re-reads each lane from
-its start but skips the data of consumed samples (tar headers only, nothing decoded).
-
-Validation: the val split, in file order, is cut into one contiguous range per (rank, worker);
-each sample is read exactly once across all ranks.
+An epoch's order is a pure function of ``(seed, epoch)``: shards permuted, cut into lanes, each
+lane shuffled by a buffer simulated on indices, global batch ``b`` = the ``b``-th chunk of every
+lane; ranks own groups of lanes, loader workers own lanes round-robin, and a resumed run skips
+consumed samples by their tar headers. The full contract (why ``W`` ranks x ``B`` see exactly
+the samples of 1 rank x ``W * B``): trainer/README.md, "Data streaming and determinism".
 """
 from __future__ import annotations
 

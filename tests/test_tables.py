@@ -1,0 +1,50 @@
+"""pipeline.tables: class rows per wnid, the card's wording, the accounting in stats."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipeline.tables import dataset_card, per_class
+
+COUNTS = pa.schema([("wnid", pa.string()), ("n_images", pa.int64()), ("kept", pa.bool_()), ("drop_reason", pa.string())])
+
+
+def test_per_class_sums_the_folders_of_a_class():
+    rows = pa.Table.from_pylist([
+        dict(wnid="n2", n_images=40, kept=True, drop_reason=None),  # train folder
+        dict(wnid="n1", n_images=7, kept=False, drop_reason="released_small_class"),
+        dict(wnid="n3", n_images=5, kept=False, drop_reason="not_in_wordnet"),  # train folder
+        dict(wnid="n3", n_images=2, kept=False, drop_reason="not_in_wordnet"),  # its val folder
+    ], schema=COUNTS)
+    assert per_class(rows).to_pylist() == [
+        dict(wnid="n1", n_images=7, kept=False, drop_reason="released_small_class"),
+        dict(wnid="n2", n_images=40, kept=True, drop_reason=None),
+        dict(wnid="n3", n_images=7, kept=False, drop_reason="not_in_wordnet")]
+    assert per_class(rows).schema == COUNTS
+
+
+def stats(**over):
+    base = dict(num_classes=2, samples={"train": 10, "validation": 4}, shards={"train": 2, "validation": 1},
+                classes_in_archive=3, dropped_classes={"too_few_images": 1}, classes_per_level=[1, 1],
+                rejects_by_reason={}, accounting=dict(archive_entries=20, in_shards=14, rejected=0,
+                                                      in_dropped_classes=6, balanced=True),
+                parameters=dict(min_images=5, val_per_class=2, val_rule="first", image_size=224, jpeg_quality=95,
+                                samples_per_shard=5, tree_source="wordnet"))
+    base.update(over)
+    return base
+
+
+def test_the_card_counts_shards_in_words_and_names_the_tree_source():
+    card = dataset_card(stats())
+    assert "| train samples | 10 in 2 shards |" in card and "| validation samples | 4 in 1 shard |" in card
+    assert "Semantic tree: `wordnet` (WordNet 3.0 hypernyms" in card
+    assert "20 = 14 + 0 + 6\n(balanced)" in card
+
+
+def test_the_card_of_a_build_from_the_download_says_so():
+    release = dict(copied=12, resized=2, tree_source="wordnet", val_order={"classes": 2, "first": 1, "first_en_us": 2},
+                   vs_timm_w21={"classes": 3, "missing": ["n3"], "extra": []})
+    card = dataset_card(stats(release=release))
+    assert "from the official processed ImageNet-21K-P\ndownload" in card and "12 images copied byte for byte" in card
+    assert "1 of 2 classes, and the first N as `ls` lists them under en_US.UTF-8 in\n2 of 2" in card
+    assert "1 missing (n3), 0 extra (none)" in card
+    assert "rebuild with `--is-a-path wordnet.is_a.txt`" in card
