@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -28,17 +27,24 @@ from trainer.distributed import resolve_device
 from trainer.levels import LevelLayout
 from trainer.metrics import class_probabilities
 from trainer.model import create_model
+from trainer.transforms import decode_rgb
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """``[1, 3, size, size]`` float image in [0, 1]: any format, squish-resized like the pipeline."""
+def load_image(path: str | Path, size: int, stored_size: int = 224, quality: int = 95) -> torch.Tensor:
+    """``[1, 3, size, size]`` float image in [0, 1], the pixels training saw for such a file: the
+    pipeline's own :func:`pipeline.images.squish_resize` to the dataset's stored JPEG
+    (``stored_size``² at ``quality``: the bytes a shard would hold), then the trainer's decode."""
+    from pipeline.images import BadImage, squish_resize
+
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))
-            image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-            array = np.asarray(image)
-    except (OSError, ValueError) as exc:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FileNotFoundError(f"{path}: not a readable image ({exc.strerror or exc})") from None
+    try:
+        jpeg = squish_resize(data, stored_size, quality)
+    except BadImage as exc:
         raise FileNotFoundError(f"{path}: not a readable image ({exc})") from None
+    array = decode_rgb(jpeg, size)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
 
@@ -103,7 +109,8 @@ def run_predict(args) -> int:
     failed = len(problems)
     for path in files:
         try:
-            image = load_image(path, int(meta["input_size"])).to(device)
+            image = load_image(path, int(meta["input_size"]), int(meta.get("image_size", 224)),
+                               int(meta.get("jpeg_quality", 95))).to(device)
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1

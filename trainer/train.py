@@ -52,6 +52,16 @@ def run_training(config: TrainConfig) -> int:
     return 0
 
 
+def stored_images(dataset_dir: str | Path) -> dict:
+    """How the dataset's images were stored (``stats.json`` → parameters; the pipeline's
+    defaults when the file is absent): what ``predict`` must make of a new image."""
+    try:
+        params = json.loads((Path(dataset_dir) / "stats.json").read_text())["parameters"]
+    except (OSError, ValueError, KeyError):
+        params = {}
+    return {"image_size": int(params.get("image_size", 224)), "jpeg_quality": int(params.get("jpeg_quality", 95))}
+
+
 def run_files(run_dir: Path) -> list[Path]:
     """The files a run writes that ``run_dir`` already holds (a previous run's)."""
     if not run_dir.is_dir():
@@ -360,7 +370,7 @@ class Trainer:
         config = self.config
         return {"model": config.model, "num_classes": self.layout.num_classes,
                 "input_size": config.input_size, "scheme": config.scheme,
-                "weights": ckpt.EXPORT_WEIGHTS, "tree": ckpt.EXPORT_TREE}
+                "weights": ckpt.EXPORT_WEIGHTS, "tree": ckpt.EXPORT_TREE, **stored_images(config.data)}
 
     def _train_loader(self):
         config = self.config
