@@ -26,7 +26,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip uninstall -q -y pillow pillow-simd
 	CC="$(SIMD_CC)" $(PY) -m pip install -q $(PILLOW_SIMD) || { \
 	  echo "warning: pillow-simd did not build; falling back to stock pillow"; $(PY) -m pip install -q pillow; }
-	$(PY) -m hierarchy.install_wordnet
+	$(PY) -m tools.install_wordnet
 	$(PY) -m pipeline --version
 	touch $@
 
@@ -34,7 +34,7 @@ test: env
 	$(PY) -m pytest -q || [ $$? -eq 5 ]
 
 demo: env
-	$(PY) -m pipeline.demo make-archive $(DEMO)/imagenet21k-demo.tar
+	$(PY) -m tools.demo_archive make-archive $(DEMO)/imagenet21k-demo.tar
 	$(VENV)/bin/luigi --module pipeline BuildImageNet21KP --local-scheduler \
 	  --archive $(DEMO)/imagenet21k-demo.tar --output-dir $(DEMO)/imagenet21kp \
 	  --min-images 31 --val-per-class 5 --samples-per-shard 200

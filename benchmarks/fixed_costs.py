@@ -2,7 +2,7 @@
 
     python benchmarks/fixed_costs.py [--workers 2]
 
-Writes the demo archive (``python -m pipeline.demo make-archive``: 878 entries, what ``make demo``
+Writes the demo archive (``python -m tools.demo_archive make-archive``: 878 entries, what ``make demo``
 builds) and runs ``make demo``'s build command (``luigi --module pipeline BuildImageNet21KP
 --local-scheduler --workers N --min-images 31 --val-per-class 5 --samples-per-shard 200``) in a
 fresh interpreter, through a wrapper that records every task's start and end and the first call
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    from pipeline.demo import make_archive
+    from tools.demo_archive import make_archive
 
     (ROOT / ".bench").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / ".bench") as tmp:

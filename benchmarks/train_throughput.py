@@ -52,7 +52,7 @@ def build_dataset(folder: Path, samples: int, source: str) -> Path:
     from pipeline import build_dataset as pipeline_build
 
     if source == "demo":
-        from pipeline.demo import make_archive
+        from tools.demo_archive import make_archive
 
         archive = make_archive(folder / "demo.tar", seed=0).path
         params = dict(min_images=31, val_per_class=5)

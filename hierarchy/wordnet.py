@@ -58,7 +58,7 @@ def wordnet_root() -> Path:
             searched.append("nltk default paths")
     raise WordNetMissing(
         "WordNet 3.0 for nltk was not found (looked in: " + ", ".join(searched) + "). "
-        "Fix: run `make env` (or `python -m hierarchy.install_wordnet`), or point "
+        "Fix: run `make env` (or `python -m tools.install_wordnet`), or point "
         f"${ENV_VAR} (or luigi.cfg [hierarchy] nltk_data) at an nltk data directory "
         "holding corpora/wordnet."
     )

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from buildutil import free_port
-from pipeline.demo import make_archive
+from tools.demo_archive import make_archive
 
 DEMO = ["--min-images", "31", "--val-per-class", "5", "--samples-per-shard", "200"]
 
@@ -85,7 +85,7 @@ def test_missing_wordnet_is_one_line_naming_the_fix(archive, tmp_path):
     proc = luigi("--archive", str(archive), "--output-dir", str(tmp_path / "out"), *DEMO, cwd=tmp_path,
                  env=clean_env(IMAGENET21KP_NLTK_DATA=str(tmp_path / "no-nltk-data")))
     assert proc.returncode == 5
-    assert "python -m hierarchy.install_wordnet" in one_error_line(proc)
+    assert "python -m tools.install_wordnet" in one_error_line(proc)
 
 
 def test_a_build_prints_its_summary_and_nothing_else(archive, tmp_path):

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from buildutil import ROOT, Luigid, luigi_cmd, output_digest, run_build, temp_files, write_config
-from pipeline.demo import make_archive
+from tools.demo_archive import make_archive
 
 
 @pytest.fixture(scope="module", params=["tar", "tar.gz"])

@@ -10,7 +10,7 @@ import pytest
 
 from buildutil import ROOT, luigi_cmd, output_digest, run_build, temp_files
 from pipeline.crashpoints import ENV_VAR
-from pipeline.demo import make_archive
+from tools.demo_archive import make_archive
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import demo
-from pipeline.demo import (
+from tools import demo_archive as demo
+from tools.demo_archive import (
     BAD_KINDS,
     CLASS_TABLE,
     EMPTY_CLASS_WNID,
@@ -28,7 +28,7 @@ from pipeline.demo import (
     make_archive,
     manifest_path,
 )
-from pipeline.demo_images import ROOT_HUES, assign_looks
+from tools.demo_images import ROOT_HUES, assign_looks
 
 ROOT = Path(__file__).resolve().parents[1]
 STEM_RE = re.compile(r"^(n\d{8})_(\d+)$")
@@ -380,7 +380,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 
 def test_cli_writes_the_archive_and_its_manifest(tmp_path):
     out = tmp_path / "cli" / "demo.tar.gz"
-    cmd = [sys.executable, "-m", "pipeline.demo", "make-archive", str(out), "--format", "tar.gz",
+    cmd = [sys.executable, "-m", "tools.demo_archive", "make-archive", str(out), "--format", "tar.gz",
            "--classes", "3", "--seed", "5", "--bad", "zero_byte,outer_junk", "--large-images", "1"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

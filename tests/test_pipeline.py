@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline import PipelineError, build_dataset
-from pipeline.demo import make_archive
+from tools.demo_archive import make_archive
 
 PARAMS = dict(min_images=31, val_per_class=5, samples_per_shard=64, shard_tasks=2, convert_tasks=3)
 

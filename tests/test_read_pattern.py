@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo import make_archive
+from tools.demo_archive import make_archive
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from read_pattern import TARGET_JUMP, TARGET_READ, read_pattern  # noqa: E402

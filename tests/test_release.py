@@ -19,7 +19,7 @@ from buildutil import output_digest
 from pipeline import build_dataset
 from pipeline.archive import ArchiveError, detect_layout, release_root
 from pipeline.convert import ls_order_key
-from pipeline.demo_release import make_release
+from tools.demo_release import make_release
 from pipeline.jpeg_header import is_ready_jpeg
 
 SMALL = dict(samples_per_shard=200, shard_tasks=2, convert_tasks=3)

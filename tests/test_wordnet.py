@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from hierarchy.install_wordnet import lexnames_text
+from tools.install_wordnet import lexnames_text
 from hierarchy.wordnet import ENV_VAR, is_known_wnid, lemma_name, synset_of, wnid_of
 
 
@@ -39,7 +39,7 @@ def test_missing_wordnet_is_one_clear_error_naming_the_fix(tmp_path):
 
 
 def test_setting_points_at_an_installed_copy(tmp_path):
-    from hierarchy.install_wordnet import install
+    from tools.install_wordnet import install
 
     assert install(tmp_path / "nltk_data") in ("Debian wordnet-base", "nltk.download")
     env = dict(os.environ, **{ENV_VAR: str(tmp_path / "nltk_data")})

@@ -1,7 +1,7 @@
 """Data for the trainer's tests: the real pipeline's output on the demo archive, and a small
 hand-made tree for unit tests of losses and levels.
 
-``make_dataset(tmp_dir, ...) -> Path`` builds the demo archive (``pipeline.demo``) and runs
+``make_dataset(tmp_dir, ...) -> Path`` builds the demo archive (``tools.demo_archive``) and runs
 ``BuildImageNet21KP`` on it (16 real WordNet classes, 4 levels, images with class signal).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def fixture_tree() -> SemanticTree:
 def make_dataset(tmp_dir, *, samples_per_shard: int = 64, seed: int = 0) -> Path:
     """The demo dataset built by the real pipeline (``--min-images 31 --val-per-class 5``)."""
     from pipeline import build_dataset
-    from pipeline.demo import make_archive
+    from tools.demo_archive import make_archive
 
     archive = make_archive(Path(tmp_dir) / "demo.tar", seed=seed)
     return build_dataset(archive.path, Path(tmp_dir) / "dataset", min_images=31, val_per_class=5,

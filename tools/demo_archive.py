@@ -1,7 +1,7 @@
 """Synthetic archives shaped exactly like the raw ImageNet-21K release, for tests and the demo.
 
 ``make_archive`` writes, in one of four layouts, a small dataset of real WordNet classes with
-real JPEGs that carry a learnable class signal (see :mod:`pipeline.demo_images`):
+real JPEGs that carry a learnable class signal (see :mod:`tools.demo_images`):
 
 - ``tar`` (fall11 style): an uncompressed outer tar of per-class tars ``nXXXXXXXX.tar``, each
   holding ``nXXXXXXXX_N.JPEG`` members (N an integer of no fixed width);
@@ -22,7 +22,7 @@ sides 160-640 px at assorted aspect ratios plus a few over 1500 px. Opt-in bad e
 archive like a broken download. Everything is a pure function of the arguments: the same seed
 gives byte-identical output.
 
-CLI: ``python -m pipeline.demo make-archive OUT [--format ...] [--classes N] [--seed S]
+CLI: ``python -m tools.demo_archive make-archive OUT [--format ...] [--classes N] [--seed S]
 [--bad KIND,...|all] [--truncate-at BYTES] [--large-images K]`` writes OUT and
 ``OUT.manifest.json`` (the :class:`DemoArchive` as JSON).
 """
@@ -46,7 +46,7 @@ from PIL import Image
 from hierarchy.atomic import atomic_dir, atomic_path, atomic_write_text
 from pipeline.archive import RAW_LAYOUTS
 
-from .demo_images import (
+from tools.demo_images import (
     ClassLook,
     assign_looks,
     corrupt_scan_data,
@@ -131,7 +131,7 @@ _HTML_ERROR_PAGE = (  # `non_image`: what a dead photo link served instead of a 
     b"<html><head><title>404 Not Found</title></head>\n"
     b"<body><h1>Not Found</h1><p>The requested photo is no longer available.</p></body></html>\n"
 )
-_OUTER_README = b"Synthetic ImageNet-21K-shaped demo archive (pipeline.demo). One tar per class.\n"
+_OUTER_README = b"Synthetic ImageNet-21K-shaped demo archive (tools.demo_archive). One tar per class.\n"
 
 TAR_MTIME = 1318291200  # 2011-10-11, the fall11 release
 TAR_OWNER = "imagenet"
@@ -505,8 +505,8 @@ def _replace_dir(out: Path, write) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.demo make-archive OUT ...``: write an archive and its manifest."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.split("\n")[0])
+    """``python -m tools.demo_archive make-archive OUT ...``: write an archive and its manifest."""
+    parser = argparse.ArgumentParser(prog="python -m tools.demo_archive", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("make-archive", help="write a synthetic ImageNet-21K-shaped archive")
     make.add_argument("out", type=Path, help="archive file (tar formats) or directory to write")

@@ -1,6 +1,6 @@
 """A synthetic copy of the official processed ImageNet-21K-P download, for tests and benchmarks.
 
-``make_release(OUT)`` takes a demo archive (:func:`pipeline.demo.make_archive`) and processes it
+``make_release(OUT)`` takes a demo archive (:func:`tools.demo_archive.make_archive`) and processes it
 the way the release was made: classes with at least ``min_images`` images are split (the first
 ``val_per_class`` images as ``ls`` lists them under en_US.UTF-8 go to ``imagenet21k_val``, the
 rest to ``imagenet21k_train``) and squish-resized to 224² baseline JPEGs; smaller classes go,
@@ -12,7 +12,7 @@ not an image at all. With
 directory members included, fixed metadata); ``short_names`` uses ``train``/``val``/``small_classes``.
 Everything is a pure function of the arguments.
 
-CLI: ``python -m pipeline.demo_release OUT [--compressed] [--short-names] [--seed S]``.
+CLI: ``python -m tools.demo_release OUT [--compressed] [--short-names] [--seed S]``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from PIL import Image
 from hierarchy.atomic import atomic_dir, atomic_write_bytes
 
 from pipeline.convert import ls_order_key
-from pipeline.demo import make_archive
+from tools.demo_archive import make_archive
 from pipeline.images import squish_resize
 
 ROOT_NAME = "imagenet21k_resized"
@@ -149,7 +149,7 @@ def _write_tar_gz(out: Path, members: list[tuple[str, bytes]], folders: dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.demo_release", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo_release", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder to write (or the .tar.gz with --compressed)")
     parser.add_argument("--compressed", action="store_true", help="write the download's .tar.gz")
     parser.add_argument("--short-names", action="store_true", help="train/val/small_classes folders")

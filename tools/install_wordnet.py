@@ -1,4 +1,4 @@
-"""Install WordNet 3.0 for nltk without internet: ``python -m hierarchy.install_wordnet``.
+"""Install WordNet 3.0 for nltk without internet: ``python -m tools.install_wordnet``.
 
 Sources, first that works: an existing install at the destination; Debian's ``wordnet-base`` +
 ``wordnet-sense-index`` dict files in ``/usr/share/wordnet`` (installed with apt-get when running
