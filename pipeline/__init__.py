@@ -1,36 +1,33 @@
 """ImageNet-21K-P dataset build: ``luigi --module pipeline BuildImageNet21KP --archive A --output-dir O``.
 
-Importing this package registers the Luigi tasks, puts the package's Luigi defaults under any
-``luigi.cfg`` (:mod:`pipeline.luigi_config`) and makes Luigi's command line report the build's
-failures as one line each (:mod:`pipeline.cli`). :func:`build_dataset` runs the same build
-in-process with Luigi's local scheduler (what the tests use).
+Luigi finds the tasks by importing this package: when Luigi is loaded (its command line, a
+worker loading ``pipeline.tasks``), importing the package registers them (:mod:`pipeline.tasks`,
+which also puts the package's Luigi defaults under any ``luigi.cfg`` and makes Luigi's command
+line report the build's failures as one line each). Otherwise the package stays light, so the
+trainer can use :mod:`pipeline.dataset_format` and :mod:`pipeline.images` without loading Luigi;
+the tasks then load on first use of :func:`build_dataset` or of a name below.
 """
 from __future__ import annotations
 
+import sys
+
 __version__ = "0.1.0"
 
-from pipeline.luigi_config import apply_defaults
+_TASK_NAMES = ("BuildImageNet21KP", "ClaimOutputDir", "ConvertGzip", "ConvertRange", "DatasetTask", "PlanDataset",
+               "ReadTaxonomy", "WriteShards", "WriteTables")
+__all__ = [*_TASK_NAMES, "PipelineError", "build_dataset"]
 
-apply_defaults()
 
-from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.tasks import (  # noqa: E402  (Luigi finds tasks through this module)
-    BuildImageNet21KP,
-    ClaimOutputDir,
-    ConvertGzip,
-    ConvertRange,
-    DatasetTask,
-    PlanDataset,
-    ReadTaxonomy,
-    WriteShards,
-    WriteTables,
-)
-from pipeline import cli  # noqa: E402
+def __getattr__(name: str):
+    if name in _TASK_NAMES:
+        from pipeline import tasks
 
-cli.install()
+        return getattr(tasks, name)
+    if name == "PipelineError":
+        from pipeline.errors import PipelineError
 
-__all__ = ["BuildImageNet21KP", "ClaimOutputDir", "ConvertGzip", "ConvertRange", "DatasetTask", "PipelineError",
-           "PlanDataset", "ReadTaxonomy", "WriteShards", "WriteTables", "build_dataset"]
+        return PipelineError
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
 
 
 def build_dataset(archive, output_dir, workers: int = 1, **params):
@@ -41,5 +38,11 @@ def build_dataset(archive, output_dir, workers: int = 1, **params):
     """
     from pathlib import Path
 
-    cli.run_dataset_build(BuildImageNet21KP(archive=str(archive), output_dir=str(output_dir), **params), workers)
+    from pipeline import cli, tasks
+
+    cli.run_dataset_build(tasks.BuildImageNet21KP(archive=str(archive), output_dir=str(output_dir), **params), workers)
     return Path(output_dir)
+
+
+if "luigi" in sys.modules:  # imported by Luigi: its tasks must be registered now
+    from pipeline import tasks as _tasks  # noqa: E402,F401

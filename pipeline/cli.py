@@ -36,6 +36,7 @@ from luigi.cmdline_parser import CmdlineParser
 from luigi.parameter import MissingParameterException
 from luigi.task_register import Register
 
+from pipeline.dataset_format import STATS_FILE
 from pipeline.errors import (INTERRUPTED, RERUN_RESUMES, ParameterError, PipelineError, known_failure,
                              record_failure, recorded_failures)
 from pipeline.progress import RUN_DIR_ENV, BuildProgress, Work
@@ -239,7 +240,7 @@ def summary_text(task, build: BuildRun | None = None) -> str:
     import json
 
     out = Path(task.output_dir).resolve()
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / STATS_FILE).read_text())
     dropped = stats["dropped_classes"]
     rejects = stats["rejects_by_reason"]
     n_dropped = sum(dropped.values())

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SPLITS = ("train", "validation")
+from pipeline.dataset_format import SPLITS
+
 PLAN_COLUMNS = ("split", "shard", "position", "key", "wnid", "class_index", "part", "offset", "length",
                 "width", "height")
 

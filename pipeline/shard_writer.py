@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 
 from pipeline.crashpoints import crash_point
 from hierarchy.atomic import atomic_write_text, remove_stale_temp_files
-from pipeline.plan import SPLITS
-from pipeline.shards import sample_json_maker, shard_name, write_shard
+from pipeline.dataset_format import IMAGE, LABEL, META, SPLITS, shard_name
+from pipeline.shards import sample_json_maker, write_shard
 
 WRITES_LOG = "writes.log"
 SAMPLE_COLUMNS = ["key", "wnid", "class_index", "part", "offset", "length", "width", "height"]
@@ -96,8 +96,8 @@ def shard_samples(rows: dict[str, list], parts: PartFiles, sample_json) -> list[
     for i in range(n):
         ci = rows["class_index"][i]
         samples.append((rows["key"][i], {
-            "jpg": jpgs[i], "cls": b"%d" % ci,
-            "json": sample_json(rows["wnid"][i], ci, rows["width"][i], rows["height"][i])}))
+            IMAGE: jpgs[i], LABEL: b"%d" % ci,
+            META: sample_json(rows["wnid"][i], ci, rows["width"][i], rows["height"][i])}))
     return samples
 
 

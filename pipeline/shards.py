@@ -18,7 +18,6 @@ from typing import Iterable
 from hierarchy.atomic import atomic_write_bytes
 from pipeline.crashpoints import crash_point
 
-SHARD_PREFIX = "imagenet21kp"
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 
@@ -35,11 +34,6 @@ _MTIME = _reference_header()[136:148]
 _TAIL = _reference_header()[156:]  # type, linkname, magic, version, uname, gname, dev numbers, prefix
 _TAIL_SUM = sum(_TAIL) + 8 * 32  # the checksum field itself counts as 8 spaces
 _ZEROS = bytes(RECORD + 2 * BLOCK)
-
-
-def shard_name(split: str, shard: int) -> str:
-    """Relative path of a shard, e.g. ``train/imagenet21kp-train-000042.tar``."""
-    return f"{split}/{SHARD_PREFIX}-{split}-{shard:06d}.tar"
 
 
 def sample_json(wnid: str, class_index: int, chain: list[int], width: int, height: int) -> bytes:

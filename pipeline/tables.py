@@ -13,10 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.members import REJECT_SCHEMA
-from pipeline.plan import SPLITS
+from pipeline.dataset_format import DATASET_NAME, SPLITS
 
-TABLE_FILES = ("labels.parquet", "classes.parquet", "rejects.parquet", "class_counts.parquet")
-DATASET_NAME = "imagenet21kp"
 
 
 def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects: pa.Table,
@@ -84,16 +82,6 @@ def per_class(counts: pa.Table) -> pa.Table:
         if row["kept"]:
             row["drop_reason"] = None
     return pa.Table.from_pylist(sorted(rows.values(), key=lambda r: r["wnid"]), schema=counts.schema)
-
-
-def timm_info(shard_lengths: dict[str, int]) -> dict:
-    """``_info.json`` in the format of timm's WebDataset reader (``reader_wds.py``)."""
-    splits = {}
-    for split in SPLITS:
-        names = sorted(n for n in shard_lengths if n.startswith(f"{split}/"))
-        splits[split] = {"name": split, "num_samples": sum(shard_lengths[n] for n in names),
-                         "filenames": names, "shard_lengths": [shard_lengths[n] for n in names]}
-    return {"name": DATASET_NAME, "splits": splits}
 
 
 def build_stats(classes: pa.Table, class_counts: pa.Table, rejects: pa.Table, accounting: dict,

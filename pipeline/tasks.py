@@ -35,7 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import convert, preflight, tables
+from pipeline import convert, dataset_format, preflight, tables
+from pipeline.luigi_config import apply_defaults
 from pipeline.archive import Container, detect_layout, list_containers
 from pipeline.release import ReleaseFolderJob
 from pipeline.convert import VAL_RULES, ConvertSettings
@@ -56,6 +57,7 @@ try:
 except ImportError:
     pass
 
+apply_defaults()  # the package's Luigi defaults, under any luigi.cfg, before Luigi reads them
 logger = logging.getLogger("luigi-interface")
 PIL_BUILD = describe_pil_build()  # logged by the tasks that make images
 
@@ -409,7 +411,7 @@ class PlanDataset(DatasetTask):
         return {"convert": self.convert_requirements(), "taxonomy": self.clone(ReadTaxonomy)}
 
     def output(self):
-        return {"tree": luigi.LocalTarget(str(self.plan_dir / "semantic_tree.json")),
+        return {"tree": luigi.LocalTarget(str(self.plan_dir / dataset_format.TREE_FILE)),
                 "plan": luigi.LocalTarget(str(self.plan_dir / "plan.parquet"))}
 
     def run(self):
@@ -510,8 +512,8 @@ class WriteTables(DatasetTask):
 
     def output(self):
         out = Path(self.output_dir)
-        targets = {name: luigi.LocalTarget(str(out / name)) for name in tables.TABLE_FILES}
-        targets["tree"] = luigi.LocalTarget(str(out / "semantic_tree.json"))
+        targets = {name: luigi.LocalTarget(str(out / name)) for name in dataset_format.TABLE_FILES}
+        targets["tree"] = luigi.LocalTarget(str(out / dataset_format.TREE_FILE))
         targets["accounting"] = luigi.LocalTarget(str(self.shards_work_dir / "accounting.json"))
         return targets
 
@@ -565,9 +567,9 @@ class BuildImageNet21KP(DatasetTask):
 
     def output(self):
         out = Path(self.output_dir)
-        return {"stats": luigi.LocalTarget(str(out / "stats.json")),
-                "card": luigi.LocalTarget(str(out / "README.md")),
-                "info": luigi.LocalTarget(str(out / "_info.json"))}
+        return {"stats": luigi.LocalTarget(str(out / dataset_format.STATS_FILE)),
+                "card": luigi.LocalTarget(str(out / dataset_format.CARD_FILE)),
+                "info": luigi.LocalTarget(str(out / dataset_format.INFO_FILE))}
 
     def run(self):
         self.remove_stale_outputs()
@@ -593,9 +595,14 @@ class BuildImageNet21KP(DatasetTask):
                                         for b in bases])
             summaries = [s for t in self.convert_requirements() for s in json.loads(Path(t.output().path).read_text())["summaries"]]
             stats["release"] = release_report(samples, tree.class_list, summaries, self.tree)
-        info = tables.timm_info(accounting["shard_lengths"])
+        info = dataset_format.info_json(accounting["shard_lengths"])
         atomic_write_text(self.output()["stats"].path, json.dumps(stats, indent=1, sort_keys=True) + "\n")
         atomic_write_text(self.output()["card"].path, tables.dataset_card(stats))
         atomic_write_text(self.output()["info"].path, json.dumps(info, indent=1, sort_keys=True) + "\n")
         self.status(f"{stats['samples']['train']} train + {stats['samples']['validation']} "
                     f"validation samples in {stats['num_classes']} classes")
+
+
+from pipeline import cli  # noqa: E402  (Luigi's command line, made to report this build's failures)
+
+cli.install()

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 
 from hierarchy.atomic import atomic_write_bytes
+from pipeline.dataset_format import TREE_FILE
 
 CHECKPOINT = "checkpoint.pt"
 EXPORT_WEIGHTS = "model.pth"
-EXPORT_TREE = "semantic_tree.json"
+EXPORT_TREE = TREE_FILE  # a copy of the dataset's tree, beside the weights
 EXPORT_META = "model.json"
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pipeline.dataset_format import IMAGE, INFO_FILE, LABEL
 from trainer.transforms import ImageDecodeError, SampleTransform
 
-INFO_FILE = "_info.json"
 
 
 class DataError(RuntimeError):
@@ -158,13 +158,13 @@ def iter_shard(path: str, start: int, stop: int, wanted) -> Iterator[tuple[int, 
     index, key, parts = -1, None, {}
 
     def finish():
-        if "jpg" not in parts or "cls" not in parts:
+        if IMAGE not in parts or LABEL not in parts:
             raise DataError(f"{path}: sample {key!r} lacks a .jpg or .cls member")
         try:
-            label = int(parts["cls"])
+            label = int(parts[LABEL])
         except ValueError:
             raise DataError(f"{path}: sample {key!r} has a non-integer .cls") from None
-        return index, key, parts["jpg"], label
+        return index, key, parts[IMAGE], label
 
     try:
         with tarfile.open(path, mode="r:") as archive:
@@ -179,7 +179,7 @@ def iter_shard(path: str, start: int, stop: int, wanted) -> Iterator[tuple[int, 
                     index, key, parts = index + 1, member_key, {}
                     if index >= stop:
                         return
-                if start <= index and wanted(index) and ext in ("jpg", "cls"):
+                if start <= index and wanted(index) and ext in (IMAGE, LABEL):
                     parts[ext] = _read_member(archive, member)
             if parts:
                 yield finish()

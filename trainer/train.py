@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.dataset_format import TREE_FILE, read_build_parameters
 from trainer import checkpoint as ckpt
 from trainer.config import RESUME_KEYS, ConfigError, TrainConfig
 from trainer.data import (EvalBatches, TrainChunks, TrainPlan, make_loader, rank_batches,
@@ -38,7 +39,6 @@ from trainer.plots import write_plots
 from trainer.schedule import one_cycle_scheduler
 from trainer.transforms import SampleTransform
 
-TREE_FILE = "semantic_tree.json"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -55,10 +55,7 @@ def run_training(config: TrainConfig) -> int:
 def stored_images(dataset_dir: str | Path) -> dict:
     """How the dataset's images were stored (``stats.json`` → parameters; the pipeline's
     defaults when the file is absent): what ``predict`` must make of a new image."""
-    try:
-        params = json.loads((Path(dataset_dir) / "stats.json").read_text())["parameters"]
-    except (OSError, ValueError, KeyError):
-        params = {}
+    params = read_build_parameters(dataset_dir)
     return {"image_size": int(params.get("image_size", 224)), "jpeg_quality": int(params.get("jpeg_quality", 95))}
 
 
