@@ -328,3 +328,18 @@ def test_compiled_training_exports_plain_timm_weights(dataset, tree, tmp_path, c
     model = timm.create_model("test_resnet", num_classes=tree.num_classes)
     model.load_state_dict(torch.load(run / "model.pth", weights_only=True))  # strict: every key matches
     assert [e["epoch"] for e in history(run)] == [1]
+
+
+def test_a_running_checkpoint_exports_the_same_class_order_weights(trained_run, tmp_path):
+    """checkpoint.pt keeps a semantic head in level order (as trained); read_export turns it back."""
+    import shutil
+
+    from trainer.checkpoint import read_export
+
+    run = tmp_path / "running"
+    shutil.copytree(trained_run, run)
+    (run / "model.pth").unlink()  # as if the run were still going after its last epoch's checkpoint
+    _, from_checkpoint, _ = read_export(run)
+    exported = torch.load(trained_run / "model.pth", weights_only=True)
+    assert from_checkpoint.keys() == exported.keys()
+    assert all(torch.equal(from_checkpoint[k].cpu(), exported[k]) for k in exported)

@@ -11,10 +11,11 @@ The export is what downstream users load: ``semantic_tree.json`` (the dataset's 
 ``model.pth`` (a plain timm state dict, loadable with
 ``timm.create_model(name, num_classes=N).load_state_dict``), written when it ends.
 
-Both hold the classifier in class order (output ``c`` is class ``c``), also for semantic runs,
-whose head trains with its rows in level order: :func:`permute_rows` and
-:func:`permute_optimizer_rows` convert the model's and the optimizer's tensors (exact copies, so
-resuming stays exact).
+A semantic run's head trains with its rows in level order (``LevelLayout.head_order``, so the
+loss reads its logits without reordering). The checkpoint stores the model and the optimizer as
+they train, plus ``head_rows`` (the head's tensors and their order), so resuming loads them as
+they are; only the export (and a prediction from a running checkpoint) turns the head back to
+class order (output ``c`` is class ``c``) with :func:`class_order`.
 
 Every file is written to a temporary name in the same directory and moved into place with
 ``os.replace``, so a crash never leaves a torn file.
@@ -31,8 +32,10 @@ import torch
 
 from hierarchy.atomic import atomic_write_bytes
 from pipeline.dataset_format import TREE_FILE
+from trainer.config import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: model and optimizer as trained, with head_rows
 EXPORT_WEIGHTS = "model.pth"
 EXPORT_TREE = TREE_FILE  # a copy of the dataset's tree, beside the weights
 EXPORT_META = "model.json"
@@ -65,23 +68,20 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def permute_rows(state: dict, keys, rows: torch.Tensor) -> dict:
-    """A copy of the state dict ``state`` with the tensors named ``keys`` reordered along their
-    first axis (row ``r`` of the result = row ``rows[r]``); the other tensors are shared."""
-    keys = set(keys)
-    return {k: v.index_select(0, rows.to(v.device)) if k in keys else v for k, v in state.items()}
+def head_rows(keys: list[str], order: torch.Tensor) -> dict:
+    """What a checkpoint records of a level-ordered head: its tensors' names and the class of each
+    row (none for a head in class order)."""
+    return {"keys": list(keys), "order": order.tolist() if keys else []}
 
 
-def permute_optimizer_rows(state: dict, param_ids, rows: torch.Tensor) -> dict:
-    """A copy of an optimizer ``state_dict`` whose per-parameter tensors (e.g. Adam's moments)
-    of the parameters numbered ``param_ids`` are reordered like :func:`permute_rows`."""
-    per_param = dict(state["state"])
-    for i in param_ids:
-        if i in per_param:
-            per_param[i] = {k: v.index_select(0, rows.to(v.device))
-                            if torch.is_tensor(v) and v.ndim >= 1 and v.shape[0] == len(rows)
-                            else v for k, v in per_param[i].items()}
-    return {**state, "state": per_param}
+def class_order(state: dict, rows: dict) -> dict:
+    """A copy of the state dict ``state`` with the head described by ``rows`` (:func:`head_rows`)
+    back in class order; the other tensors are shared."""
+    if not rows["keys"]:
+        return state
+    back = torch.argsort(torch.tensor(rows["order"]))  # class c sits in row order.index(c)
+    keys = set(rows["keys"])
+    return {k: v.index_select(0, back.to(v.device)) if k in keys else v for k, v in state.items()}
 
 
 def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
@@ -91,11 +91,16 @@ def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
 
 
 def load_checkpoint(run_dir: str | Path) -> dict | None:
-    """The training checkpoint of ``run_dir``, or None when there is none yet."""
+    """The training checkpoint of ``run_dir``, or None when there is none yet; raises
+    :class:`~trainer.config.ConfigError` for one an older trainer wrote in another format."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path} was written by an older trainer (format {state.get('format')}, this one reads "
+                         f"{CHECKPOINT_FORMAT}): start over with --overwrite")
+    return state
 
 
 def write_model_card(run_dir: str | Path, tree_file: str | Path, meta: dict) -> None:
@@ -129,5 +134,5 @@ def read_export(run_dir: str | Path) -> tuple[dict, dict, Path]:
         checkpoint = load_checkpoint(run_dir)
         if checkpoint is None:
             raise FileNotFoundError(f"{run_dir} holds neither {EXPORT_WEIGHTS} nor {CHECKPOINT}")
-        state = checkpoint["model"]
+        state = class_order(checkpoint["model"], checkpoint["head_rows"])
     return meta, state, run_dir / EXPORT_TREE

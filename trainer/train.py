@@ -251,30 +251,17 @@ class Trainer:
             tqdm.write(message)
 
     # ------------------------------------------------------------------- checkpointing
-    def _head_param_ids(self) -> list[int]:
-        """Numbers of the level-ordered head's parameters in the optimizer's state dict."""
-        names = {id(p): name for name, p in self.model.named_parameters()}
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        return [i for i, p in enumerate(params) if names.get(id(p)) in self.head_keys]
-
-    def _class_order_states(self) -> tuple[dict, dict]:
-        """Model and optimizer state dicts with the head's rows in class order."""
-        rows = self.layout.head_inverse
-        return (ckpt.permute_rows(self.model.state_dict(), self.head_keys, rows),
-                ckpt.permute_optimizer_rows(self.optimizer.state_dict(), self._head_param_ids(),
-                                            rows))
-
     def _state(self) -> dict:
         per_rank = all_gather_objects({"rng": ckpt.rng_state(),
                                        "running": self.running.values.cpu()})
-        model_state, optimizer_state = self._class_order_states()
         return {
-            "format": 1,
+            "format": ckpt.CHECKPOINT_FORMAT,
             "config": asdict(self.config),
             "data_lanes": self.plan.num_lanes,
             "world_size": self.context.world_size,
-            "model": model_state,
-            "optimizer": optimizer_state,
+            "model": self.model.state_dict(),  # as trained: a semantic head in level order ...
+            "head_rows": ckpt.head_rows(self.head_keys, self.layout.head_order),  # ... which says so
+            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
@@ -301,10 +288,8 @@ class Trainer:
         if changed:
             raise ConfigError(f"cannot resume {self.run_dir}: settings differ from the checkpoint: "
                               + ", ".join(changed))
-        rows = self.layout.head_order  # class order -> the head's level order
-        self.model.load_state_dict(ckpt.permute_rows(state["model"], self.head_keys, rows))
-        self.optimizer.load_state_dict(ckpt.permute_optimizer_rows(
-            state["optimizer"], self._head_param_ids(), rows))
+        self.model.load_state_dict(state["model"])  # stored as trained: no reordering
+        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
@@ -354,8 +339,8 @@ class Trainer:
             self._write_epoch_outputs(entry)
             self.save()
         if self.context.is_main:
-            path = ckpt.export_weights(self.run_dir, ckpt.permute_rows(
-                self.model.state_dict(), self.head_keys, self.layout.head_inverse))
+            path = ckpt.export_weights(self.run_dir, ckpt.class_order(
+                self.model.state_dict(), ckpt.head_rows(self.head_keys, self.layout.head_order)))
             plots = ", ".join(p.name for p in sorted(self.run_dir.glob("*.png")))
             self._log(f"outputs in {self.run_dir}:\n"
                       f"  weights    {path} (plain timm state_dict; semantic_tree.json beside it)\n"
