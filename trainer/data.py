@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.dataset_format import IMAGE, INFO_FILE, LABEL
+from trainer.config import ConfigError
 from trainer.transforms import ImageDecodeError, SampleTransform
 
 
@@ -331,3 +332,20 @@ def rank_batches(chunks: Iterator, lanes_per_rank: int, device: torch.device):
         if len(pending) == lanes_per_rank:
             yield (torch.cat([p[0] for p in pending]), torch.cat([p[1] for p in pending]))
             pending = []
+
+
+def rank_plan(train_split: Split, config, world_size: int, rank: int) -> tuple[TrainPlan, list[int]]:
+    """The epoch plan of a run and the lanes this rank owns (``--data-lanes``, default ranks x
+    workers; each loader worker owns as many lanes; the batch splits evenly over a rank's lanes)."""
+    workers = max(config.workers, 1)
+    lanes = config.data_lanes or world_size * workers
+    if lanes % world_size or (lanes // world_size) % workers:
+        raise ConfigError(f"--data-lanes {lanes} must be a multiple of ranks ({world_size}) x "
+                              f"loader workers ({workers}) so every worker owns as many lanes")
+    per_rank = lanes // world_size
+    if config.batch_size % per_rank:
+        raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "
+                              f"{per_rank} data lanes per rank")
+    plan = TrainPlan(train_split.lengths, config.seed, lanes, config.batch_size // per_rank, config.shuffle_buffer)
+    first = rank * per_rank
+    return plan, list(range(first, first + per_rank))

@@ -257,3 +257,14 @@ class SemanticKDLoss(nn.Module):
             total = total + (confidence[:, i] * squared).mean()
         self.last_confidence = confidence.mean(dim=0)
         return total
+
+
+def make_criterion(config, layout: LevelLayout) -> nn.Module:
+    """The loss of ``config.scheme``: semantic softmax on the trainer's level-ordered head,
+    label-smoothed single-label cross-entropy, or multi-label ASL."""
+    if config.scheme == "semantic":
+        return SemanticSoftmaxLoss(layout, label_smoothing=config.label_smoothing, logits_order="level")
+    if config.scheme == "single":
+        return SingleLabelLoss(config.label_smoothing)
+    return AsymmetricMultiLabelLoss(layout, gamma_neg=config.asl_gamma_neg, gamma_pos=config.asl_gamma_pos,
+                                    clip=config.asl_clip)

@@ -1,14 +1,15 @@
 """The training loop: one process or one rank of a torchrun job.
 
-Per epoch: stream the rank's share of every global batch (``trainer.data``), forward under
-mixed precision, the scheme's loss (+ semantic KD), accumulate gradients over
-``--accum-steps`` micro-batches, AdamW + one-cycle step; checkpoint every
-``--checkpoint-every`` steps; at the end of the epoch validate on the whole validation split,
-append the epoch's metrics to ``metrics.jsonl``, redraw the plots and checkpoint.
+Per epoch: stream the rank's share of every global batch (``trainer.data.rank_plan``), forward
+under mixed precision, the scheme's loss (``trainer.losses.make_criterion``, + semantic KD),
+accumulate gradients over ``--accum-steps`` micro-batches, AdamW + one-cycle step
+(:meth:`Trainer.train_step`); checkpoint every ``--checkpoint-every`` steps; at the end of the
+epoch validate (``trainer.evaluate``), append the epoch's metrics to ``metrics.jsonl``, redraw the
+plots and checkpoint (``trainer.checkpoint``).
 
 Semantic runs keep the classifier's rows in level order (``LevelLayout.head_order``) while they
-train, so the semantic loss (and KD) read the logits without reordering them; validation,
-checkpoints and the exported weights see the canonical class order.
+train, so the semantic loss (and KD) read the logits without reordering them; validation and the
+exported weights see the class order.
 """
 from __future__ import annotations
 
@@ -22,17 +23,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hierarchy.atomic import atomic_write_bytes
 from pipeline.dataset_format import TREE_FILE, read_build_parameters
 from trainer import checkpoint as ckpt
 from trainer.config import RESUME_KEYS, ConfigError, TrainConfig
-from trainer.data import (EvalBatches, TrainChunks, TrainPlan, make_loader, rank_batches,
-                          read_split)
+from trainer.data import TrainChunks, make_loader, rank_batches, rank_plan, read_split
 from trainer.distributed import (DistContext, all_gather_objects, all_reduce_sum, barrier,
                                  init_distributed, shutdown)
+from trainer.evaluate import evaluate
 from trainer.levels import LevelLayout
-from trainer.losses import (AsymmetricMultiLabelLoss, SemanticKDLoss, SemanticSoftmaxLoss,
-                            SingleLabelLoss)
-from trainer.metrics import EvalMetrics
+from trainer.losses import SemanticKDLoss, make_criterion
 from trainer.model import (create_model, load_matching_weights, parameter_groups,
                            permute_classifier, read_state_dict)
 from trainer.plots import write_plots
@@ -139,7 +139,7 @@ class Trainer:
         self.val_split = read_split(config.data, "validation")
         self.tree = load_tree(config.data)
         self.layout = LevelLayout.from_tree(self.tree)
-        self.plan, self.rank_lanes = self._data_plan()
+        self.plan, self.rank_lanes = rank_plan(self.train_split, config, context.world_size, context.rank)
         micro_batches = self.plan.batches_per_epoch
         if config.steps_per_epoch:
             micro_batches = min(micro_batches, config.steps_per_epoch * config.accum_steps)
@@ -158,7 +158,7 @@ class Trainer:
         self.level_head = config.scheme == "semantic"
         self.head_keys: list[str] = []  # classifier tensors stored in level order
         self.model = self._build_model()
-        self.criterion = self._build_criterion().to(self.device)
+        self.criterion = make_criterion(config, self.layout).to(self.device)
         self.teacher, self.kd_loss = self._build_teacher()
         opt_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         fused = config.fused_optimizer == "on" or (config.fused_optimizer == "auto" and self.device.type == "cuda")
@@ -182,22 +182,6 @@ class Trainer:
             self._resume()
 
     # ----------------------------------------------------------------------------- setup
-    def _data_plan(self) -> tuple[TrainPlan, list[int]]:
-        config, world = self.config, self.context.world_size
-        workers = max(config.workers, 1)
-        lanes = config.data_lanes or world * workers
-        if lanes % world or (lanes // world) % workers:
-            raise ConfigError(f"--data-lanes {lanes} must be a multiple of ranks ({world}) x "
-                              f"loader workers ({workers}) so every worker owns as many lanes")
-        per_rank = lanes // world
-        if config.batch_size % per_rank:
-            raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the "
-                              f"{per_rank} data lanes per rank")
-        plan = TrainPlan(self.train_split.lengths, config.seed, lanes,
-                         config.batch_size // per_rank, config.shuffle_buffer)
-        first = self.context.rank * per_rank
-        return plan, list(range(first, first + per_rank))
-
     def _build_model(self) -> nn.Module:
         config = self.config
         model = create_model(config.model, self.layout.num_classes)
@@ -215,16 +199,6 @@ class Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
-
-    def _build_criterion(self) -> nn.Module:
-        config = self.config
-        if config.scheme == "semantic":
-            return SemanticSoftmaxLoss(self.layout, label_smoothing=config.label_smoothing,
-                                       logits_order="level")
-        if config.scheme == "single":
-            return SingleLabelLoss(config.label_smoothing)
-        return AsymmetricMultiLabelLoss(self.layout, gamma_neg=config.asl_gamma_neg,
-                                        gamma_pos=config.asl_gamma_pos, clip=config.asl_clip)
 
     def _build_teacher(self):
         config = self.config
@@ -332,7 +306,8 @@ class Trainer:
             if not self.teacher:
                 del entry["train"]["teacher_confidence"]
             if (self.epoch + 1) % config.val_every == 0 or self.epoch + 1 == config.epochs:
-                entry["val"] = self.validate()
+                entry["val"] = evaluate(self.model, self.val_split, self.layout, config, self.context,
+                                        self._prepare, self._autocast, self.level_head)
             self.history.append(entry)
             self.epoch, self.step = self.epoch + 1, 0
             self.running = RunningSums(self.layout.num_levels, self.device)
@@ -434,34 +409,11 @@ class Trainer:
         level_losses = getattr(self.criterion, "last_level_losses", None)
         return loss, level_losses, confidence
 
-    # ---------------------------------------------------------------------- validation
-    @torch.no_grad()
-    def validate(self) -> dict:
-        config = self.config
-        self.model.eval()
-        metrics = EvalMetrics(self.layout, config.scheme, self.device)
-        head_inverse = self.layout.head_inverse.to(self.device)
-        batches = EvalBatches(self.val_split, self.context.rank, self.context.world_size,
-                              config.val_batch_size or config.batch_size,
-                              SampleTransform(config.input_size), self.layout.num_classes)
-        loader = make_loader(batches, config.workers, pin_memory=self.device.type == "cuda")
-        for images, labels in tqdm(loader, desc="validation", leave=False,
-                                   disable=not (self.context.is_main and config.progress)):
-            images = self._prepare(images.to(self.device, non_blocking=True))
-            with self._autocast():
-                logits = self.model(images)
-            if self.level_head:
-                logits = logits.index_select(1, head_inverse)  # back to class order
-            metrics.update(logits, labels.to(self.device, non_blocking=True))
-        metrics.reduce()
-        self.model.train()
-        return metrics.compute()
-
     def _write_epoch_outputs(self, entry: dict) -> None:
         if not self.context.is_main:
             return
         lines = "".join(json_line(e) for e in self.history)
-        ckpt.atomic_write_bytes(self.run_dir / METRICS_FILE, lines.encode())
+        atomic_write_bytes(self.run_dir / METRICS_FILE, lines.encode())
         write_plots(self.history, self.tree, self.run_dir)
         val = entry.get("val")
         summary = f"epoch {entry['epoch']}/{self.config.epochs}: loss {entry['train']['loss']:.4f}"
