@@ -154,7 +154,10 @@ def iter_shard(path: str, start: int, stop: int, wanted) -> Iterator[tuple[int, 
     """Yield ``(index, key, jpeg, label)`` for samples ``start <= index < stop`` of one shard
     for which ``wanted(index)`` is true; other samples cost a tar header read, no data.
 
-    A sample is the run of consecutive members sharing a key (name up to the first dot).
+    A sample is the run of consecutive members sharing a key (name up to the first dot). The
+    trainer walks shards itself rather than through webdataset's pipeline because exact resume
+    and lanes need this: start mid-shard, and skip consumed or other lanes' samples by their
+    headers without reading their data.
     """
     index, key, parts = -1, None, {}
 
