@@ -97,3 +97,51 @@ def permute_classifier(model: nn.Module, rows: torch.Tensor) -> list[str]:
         param = params[key]
         param.copy_(param.index_select(0, rows.to(param.device)))
     return keys
+
+
+def build_model(config, layout, device: torch.device, channels_last: bool, distributed: bool,
+                log=print) -> tuple[nn.Module, list[str]]:
+    """The run's model on ``device``: timm's ``config.model`` sized to the tree, optionally
+    started from ``--init-checkpoint``; for the semantic scheme its head's rows in level order
+    (returned: the tensors moved, for the checkpoint); SyncBatchNorm and channels-last on request."""
+    model = create_model(config.model, layout.num_classes)
+    if config.init_checkpoint:
+        skipped = load_matching_weights(model, read_state_dict(config.init_checkpoint))
+        log(f"init weights from {config.init_checkpoint}; kept as initialised: {', '.join(skipped) or 'none'}")
+    head_keys = permute_classifier(model, layout.head_order) if config.scheme == "semantic" else []
+    if config.sync_bn and distributed:
+        if device.type != "cuda":
+            raise ConfigError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, head_keys
+
+
+def build_teacher(config, layout, device: torch.device, channels_last: bool) -> nn.Module | None:
+    """The frozen semantic-KD teacher (``--teacher`` from a run directory or a weights file), its
+    head in level order like the student's; None without ``--teacher``."""
+    if not config.teacher:
+        return None
+    from trainer.checkpoint import read_export
+
+    source = Path(config.teacher_checkpoint)
+    weights = read_export(source)[1] if source.is_dir() else read_state_dict(source)
+    teacher = create_model(config.teacher, layout.num_classes)
+    try:
+        teacher.load_state_dict({k.removeprefix("module."): v for k, v in weights.items()})
+    except RuntimeError as exc:
+        raise ConfigError(f"teacher weights {source} do not fit {config.teacher} with "
+                          f"{layout.num_classes} classes: {str(exc).splitlines()[0]}") from None
+    permute_classifier(teacher, layout.head_order)  # KD needs --scheme semantic
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    return teacher.to(memory_format=torch.channels_last) if channels_last else teacher
+
+
+def make_optimizer(model: nn.Module, config, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (decoupled decay) or Adam over :func:`parameter_groups`; fused kernels with
+    ``--fused-optimizer on``, or ``auto`` on CUDA."""
+    opt_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    fused = config.fused_optimizer == "on" or (config.fused_optimizer == "auto" and device.type == "cuda")
+    return opt_class(parameter_groups(model, config.weight_decay), lr=config.lr, **({"fused": True} if fused else {}))

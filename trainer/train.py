@@ -33,8 +33,7 @@ from trainer.distributed import (DistContext, all_gather_objects, all_reduce_sum
 from trainer.evaluate import evaluate
 from trainer.levels import LevelLayout
 from trainer.losses import SemanticKDLoss, make_criterion
-from trainer.model import (create_model, load_matching_weights, parameter_groups,
-                           permute_classifier, read_state_dict)
+from trainer.model import build_model, build_teacher, make_optimizer
 from trainer.plots import write_plots
 from trainer.schedule import one_cycle_scheduler
 from trainer.transforms import SampleTransform
@@ -156,14 +155,14 @@ class Trainer:
         self.channels_last = (config.channels_last == "on"
                               or (config.channels_last == "auto" and self.device.type == "cuda"))
         self.level_head = config.scheme == "semantic"
-        self.head_keys: list[str] = []  # classifier tensors stored in level order
-        self.model = self._build_model()
+        # a semantic model's head keeps its rows in level order (head_keys: the tensors moved)
+        self.model, self.head_keys = build_model(config, self.layout, self.device, self.channels_last,
+                                                 context.distributed, self._log)
         self.criterion = make_criterion(config, self.layout).to(self.device)
-        self.teacher, self.kd_loss = self._build_teacher()
-        opt_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        fused = config.fused_optimizer == "on" or (config.fused_optimizer == "auto" and self.device.type == "cuda")
-        self.optimizer = opt_class(parameter_groups(self.model, config.weight_decay), lr=config.lr,
-                                   **({"fused": True} if fused else {}))
+        self.teacher = build_teacher(config, self.layout, self.device, self.channels_last)
+        self.kd_loss = (SemanticKDLoss(self.layout, top_fraction=config.kd_top_fraction, logits_order="level")
+                        .to(self.device) if self.teacher is not None else None)
+        self.optimizer = make_optimizer(self.model, config, self.device)
         self.scheduler = one_cycle_scheduler(
             self.optimizer, config.epochs * self.steps_per_epoch, config.pct_start,
             config.div_factor, config.final_div_factor)
@@ -182,44 +181,6 @@ class Trainer:
             self._resume()
 
     # ----------------------------------------------------------------------------- setup
-    def _build_model(self) -> nn.Module:
-        config = self.config
-        model = create_model(config.model, self.layout.num_classes)
-        if config.init_checkpoint:
-            skipped = load_matching_weights(model, read_state_dict(config.init_checkpoint))
-            self._log(f"init weights from {config.init_checkpoint}; kept as initialised: "
-                      f"{', '.join(skipped) or 'none'}")
-        if self.level_head:
-            self.head_keys = permute_classifier(model, self.layout.head_order)
-        if config.sync_bn and self.context.distributed:
-            if self.device.type != "cuda":
-                raise ConfigError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel)")
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = model.to(self.device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return model
-
-    def _build_teacher(self):
-        config = self.config
-        if not config.teacher:
-            return None, None
-        source = Path(config.teacher_checkpoint)
-        weights = ckpt.read_export(source)[1] if source.is_dir() else read_state_dict(source)
-        teacher = create_model(config.teacher, self.layout.num_classes)
-        try:
-            teacher.load_state_dict({k.removeprefix("module."): v for k, v in weights.items()})
-        except RuntimeError as exc:
-            raise ConfigError(f"teacher weights {source} do not fit {config.teacher} with "
-                              f"{self.layout.num_classes} classes: {str(exc).splitlines()[0]}") from None
-        permute_classifier(teacher, self.layout.head_order)  # KD needs --scheme semantic
-        teacher = teacher.to(self.device).eval().requires_grad_(False)
-        if self.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
-        kd = SemanticKDLoss(self.layout, top_fraction=config.kd_top_fraction,
-                            logits_order="level").to(self.device)
-        return teacher, kd
-
     def _log(self, message: str) -> None:
         if self.context.is_main:
             tqdm.write(message)
