@@ -1,7 +1,9 @@
 """Streaming semantic-softmax training of timm models on ImageNet-21K-P (``python -m trainer``).
 
 Modules: ``config`` (settings = CLI flags), ``cli``, ``data`` (deterministic WebDataset
-streaming), ``transforms`` (decode + augmentation), ``levels`` (the tree as tensors),
-``losses``, ``metrics``, ``model``, ``schedule`` (one-cycle lr), ``checkpoint``,
-``distributed``, ``train`` (the loop), ``predict``, ``plots``. See trainer/README.md.
+streaming, the rank's plan), ``transforms`` (decode + augmentation), ``levels`` (the tree as
+tensors), ``losses`` (and the scheme's criterion), ``model`` (timm models, the run's model,
+teacher and optimizer), ``schedule`` (one-cycle lr), ``train`` (the loop), ``evaluate``
+(validation), ``metrics``, ``checkpoint``, ``distributed``, ``predict``, ``plots``. The
+dataset's file names come from ``pipeline.dataset_format``. See trainer/README.md.
 """
