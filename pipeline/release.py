@@ -131,16 +131,15 @@ def convert_release_gzip(archive: str | Path, parts_dir: Path, settings: Convert
     def base(k: int) -> Path:
         return parts_dir / f"part-{k:05d}"
 
+    skip = part_done(base(0))  # the current part was written by an earlier run: stream past it
+
     def close_part() -> None:
-        nonlocal part, data_bytes
+        nonlocal part, data_bytes, skip
         b = base(len(bases))
-        if not part_done(b):
+        if not skip:
             part.write(b)
         bases.append(str(b))
-        part, data_bytes = PartBuilder(), 0
-
-    def skipping() -> bool:  # the current part was written by an earlier run
-        return part_done(base(len(bases)))
+        part, data_bytes, skip = PartBuilder(), 0, part_done(base(len(bases)))
 
     stream = BlockStream(gzip_blocks(archive, 1))
     try:
@@ -153,14 +152,14 @@ def convert_release_gzip(archive: str | Path, parts_dir: Path, settings: Convert
                 split, top, rest = where if where is not None else (None, None, [])
                 folder = (split, rest[0]) if len(rest) == 2 and CLASS_DIR_RE.match(rest[0]) else None
                 if job is not None and (folder is None or folder != (job.split, job.wnid)):
-                    if not skipping():
+                    if not skip:
                         job.finish()
                     job = None
                     if data_bytes >= part_bytes:
                         close_part()
                 data_bytes += member.size
                 if folder is None:
-                    if not skipping():
+                    if not skip:
                         part.entries += 1
                         part.rejects.append(reject_row(member.name, None, "not_in_a_class_folder",
                                                        "expected SPLIT/nXXXXXXXX/FILE"))
@@ -172,7 +171,7 @@ def convert_release_gzip(archive: str | Path, parts_dir: Path, settings: Convert
                     trained.add(job.wnid)
                 elif split == "validation":
                     val_only.setdefault(job.wnid, []).append((rest[1], f"{top}/{rest[0]}/{rest[1]}"))
-                if not skipping():
+                if not skip:
                     job.add(Entry(rest[1], member.size, member.is_file), reader.read_data)
                 if progress:
                     progress(stream.tell())
@@ -182,7 +181,7 @@ def convert_release_gzip(archive: str | Path, parts_dir: Path, settings: Convert
     except StreamError as exc:
         raise ArchiveError(f"truncated or corrupt gzip archive {archive}: inflating failed after byte "
                            f"{stream.tell()} of the tar inside ({exc})") from None
-    if job is not None and not skipping():
+    if job is not None and not skip:
         job.finish()
     close_part()
     # val images of classes without a train folder: rejected here, left out by the plan
