@@ -5,6 +5,7 @@ the command exits with the failure's own status.
  exit  failure
 =====  ===============================================================================
    0   the dataset is complete
+   1   the build stopped for another stated reason (e.g. the accounting does not add up)
    2   a parameter value is invalid, or parameters contradict each other (ParameterError)
    3   the archive is missing, not an archive, or cut short / corrupt (ArchiveError)
    4   the output dir holds a build made with other parameters (OutputDirError)
