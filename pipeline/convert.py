@@ -97,16 +97,9 @@ class ClassJob:
     def add(self, entry: Entry, read: Callable[[], bytes] | None) -> None:
         """One member; ``read()`` returns its data (called only when the data is needed)."""
         self.n_entries += 1
-        if not entry.is_file:
-            return self.reject(entry.name, "not_a_file", "directory, link or device member")
-        problem = member_name_problem(entry.name, self.wnid)
-        if problem:
-            return self.reject(entry.name, *problem)
-        key = entry.name.rsplit(".", 1)[0]
-        if key in self.keys:
-            return self.reject(entry.name, "duplicate_key", f"another member of {self.wnid} has the same key", key)
-        self.keys.add(key)
-        self.n_images += 1
+        key = admit_member(self, entry)
+        if key is None:
+            return
         if not self.known:
             return  # counted for the accounting; a class the tree cannot place is never decoded
         if entry.size > MAX_MEMBER_BYTES:
@@ -167,6 +160,26 @@ def ls_order_key(name: str) -> tuple:
     ``n01440764_1000.JPEG`` ("n014407641000jpeg"), where a bytewise sort puts it after."""
     alnum = [c for c in name if c.isalnum()]
     return "".join(alnum).lower(), tuple(c.isupper() for c in alnum), name
+
+
+def admit_member(job, entry: Entry) -> str | None:
+    """The key of ``entry`` when it is an image member new to ``job``'s class (counted in
+    ``job.n_images``, its key remembered); otherwise it is rejected through ``job.reject`` and
+    None returned. Shared by :class:`ClassJob` and the released layout's folder job."""
+    if not entry.is_file:
+        job.reject(entry.name, "not_a_file", "directory, link or device member")
+        return None
+    problem = member_name_problem(entry.name, job.wnid)
+    if problem:
+        job.reject(entry.name, *problem)
+        return None
+    key = entry.name.rsplit(".", 1)[0]
+    if key in job.keys:
+        job.reject(entry.name, "duplicate_key", f"another member of {job.wnid} has the same key", key)
+        return None
+    job.keys.add(key)
+    job.n_images += 1
+    return key
 
 
 def validation_positions(n: int, settings: ConvertSettings, wnid: str, names: list[str] | None = None) -> dict[int, int]:

@@ -25,9 +25,9 @@ from typing import Callable
 import pyarrow as pa
 
 from pipeline.archive import CLASS_DIR_RE, ArchiveError, Container, Entry, release_member_split
-from pipeline.convert import ConvertSettings, convert_image
+from pipeline.convert import ConvertSettings, admit_member, convert_image
 from pipeline.jpeg_header import is_ready_jpeg
-from pipeline.members import member_name_problem, reject_row
+from pipeline.members import reject_row
 from pipeline.parts import PartBuilder, part_done, remove_stale_temp_files_of, train_order
 from pipeline.streams import BlockStream, StreamError, gzip_blocks
 from pipeline.tarstream import TarDamage, TarReader
@@ -75,16 +75,9 @@ class ReleaseFolderJob:
 
     def add(self, entry: Entry, read: Callable[[], bytes] | None) -> None:
         self.n_entries += 1
-        if not entry.is_file:
-            return self.reject(entry.name, "not_a_file", "directory, link or device entry")
-        problem = member_name_problem(entry.name, self.wnid)
-        if problem:
-            return self.reject(entry.name, *problem)
-        key = entry.name.rsplit(".", 1)[0]
-        if key in self.keys:
-            return self.reject(entry.name, "duplicate_key", f"another file of {self.wnid} has the same key", key)
-        self.keys.add(key)
-        self.n_images += 1
+        key = admit_member(self, entry)
+        if key is None:
+            return
         if self.orphan:
             return self.reject(entry.name, *orphan_reason(self.wnid), key)
         if not self.reads:
