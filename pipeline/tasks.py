@@ -35,19 +35,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hierarchy.atomic import atomic_write_text, remove_stale_temp_files, remove_stale_temp_files_in
 from pipeline import convert, dataset_format, preflight, tables
-from pipeline.luigi_config import apply_defaults
 from pipeline.archive import Container, detect_layout, list_containers
-from pipeline.release import ReleaseFolderJob
 from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.crashpoints import crash_point
 from pipeline.errors import ArchiveError, NothingToBuild, ParameterError, PipelineError, record_failure
+from pipeline.luigi_config import apply_defaults
 from pipeline.members import REJECT_SCHEMA
-from hierarchy.atomic import atomic_write_text, remove_stale_temp_files, remove_stale_temp_files_in
 from pipeline.outputs import write_parquet
 from pipeline.pil_build import describe_pil_build
 from pipeline.plan import kept_wnids, plan_samples, shard_counts, shard_sizes
 from pipeline.progress import TaskProgress
+from pipeline.release import ReleaseFolderJob
 from pipeline.shard_writer import shard_range, write_shards, write_summary
 
 # pyarrow imports pandas, when it is installed, the first time it builds a table (~0.2 s): done
@@ -247,6 +247,10 @@ class DatasetTask(luigi.Task):
             return [self.clone(ConvertGzip)]
         return [self.clone(ConvertRange, chunk=i) for i in range(self.n_convert_tasks)]
 
+    def convert_summaries(self) -> list[dict]:
+        """The summaries of every part, as the convert tasks recorded them."""
+        return [s for t in self.convert_requirements() for s in json.loads(Path(t.output().path).read_text())["summaries"]]
+
     def part_bases(self) -> list[str]:
         """Every part of the build, in order (the parts of each convert task)."""
         out = []
@@ -422,8 +426,7 @@ class PlanDataset(DatasetTask):
         classes = pa.concat_tables([pq.read_table(f"{b}.classes.parquet") for b in bases])
         class_list = kept_wnids(classes)
         if not class_list:
-            most = max((n for b in bases for n in pq.read_table(f"{b}.classes.parquet", columns=["n_images"])
-                        .column("n_images").to_pylist()), default=0)
+            most = pc.max(classes.column("n_images")).as_py() or 0
             raise NothingToBuild(f"no class of {self.archive} has at least {self.min_images} images (--min-images; "
                                  f"the largest has {most}): nothing to build; lower --min-images (and "
                                  "--val-per-class below it), or check that this is the right archive")
@@ -528,7 +531,7 @@ class WriteTables(DatasetTask):
         remove_stale_temp_files_in(self.output_dir)  # left by a killed run of this task
         inp = self.input()
         bases = self.part_bases()
-        entries = sum(s["entries"] for t in inp["convert"] for s in json.loads(Path(t.path).read_text())["summaries"])
+        entries = sum(s["entries"] for s in self.convert_summaries())
         built, accounting = tables.build_tables(
             plan=pq.read_table(inp["plan"]["plan"].path), tree_path=inp["plan"]["tree"].path,
             class_counts=pa.concat_tables([pq.read_table(f"{b}.classes.parquet") for b in bases]),
@@ -593,8 +596,7 @@ class BuildImageNet21KP(DatasetTask):
             bases = self.part_bases()
             samples = pa.concat_tables([pq.read_table(f"{b}.samples.parquet", columns=["wnid", "member", "split"])
                                         for b in bases])
-            summaries = [s for t in self.convert_requirements() for s in json.loads(Path(t.output().path).read_text())["summaries"]]
-            stats["release"] = release_report(samples, tree.class_list, summaries, self.tree)
+            stats["release"] = release_report(samples, tree.class_list, self.convert_summaries(), self.tree)
         info = dataset_format.info_json(accounting["shard_lengths"])
         atomic_write_text(self.output()["stats"].path, json.dumps(stats, indent=1, sort_keys=True) + "\n")
         atomic_write_text(self.output()["card"].path, tables.dataset_card(stats))
