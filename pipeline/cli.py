@@ -142,11 +142,13 @@ class BuildRun:
         self.started = time.monotonic()
         self.dir = tempfile.mkdtemp(prefix="imagenet21kp-run-")
         self.was_complete = task.complete()
-        self.convert = [Work(t.task_id, t.work_weight(), t.images_read() if t.complete() else None)
-                        for t in task.convert_requirements()]
+        converts = task.convert_requirements()
+        self.convert = [Work(t.task_id, t.work_weight(), t.images_read() if t.complete() else None) for t in converts]
+        self._converting = [t for t, w in zip(converts, self.convert) if w.images is None]  # run by this run
         shards = [task.clone(WriteShards, group=g) for g in range(task.n_shard_tasks)]
         self.shards = [Work(t.task_id, 1, 1 if t.complete() else None) for t in shards]
-        self._bar = (BuildProgress(self.dir, self.convert, self.shards, task.layout == "folders-dir")
+        weight_is_files = task.layout in ("folders-dir", "released")
+        self._bar = (BuildProgress(self.dir, self.convert, self.shards, weight_is_files)
                      if local and progress_bar and not self.was_complete else None)
 
     def __enter__(self):
@@ -195,8 +197,7 @@ class BuildRun:
 
     def entries_read(self) -> int:
         """Archive entries read by the convert tasks that ran in this run."""
-        done = {t.task_id: t for t in self.task.convert_requirements()}
-        return sum(done[w.task_id].images_read() for w in self.convert if w.images is None)
+        return sum(t.images_read() for t in self._converting)
 
 
 def _run_build(task, args: list[str], luigi_run, worker_scheduler_factory):

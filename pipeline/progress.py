@@ -101,9 +101,12 @@ class BuildProgress:
                 out.append((work, {"fraction": 1.0, "images": work.images}))
                 continue
             try:
-                out.append((work, json.loads(report_file(self.run_dir, work.task_id).read_text())))
+                report = json.loads(report_file(self.run_dir, work.task_id).read_text())
             except (OSError, ValueError):
-                out.append((work, {"fraction": 0.0}))
+                report = {"fraction": 0.0}
+            if report.get("closed"):  # final: not read again
+                work.images = report.get("images", work.weight)
+            out.append((work, report))
         return out
 
     def images_estimate(self) -> tuple[float, float]:
