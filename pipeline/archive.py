@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -108,26 +108,31 @@ def detect_layout(path: str | os.PathLike) -> str:
 
 
 def release_root(path: Path) -> tuple[str, dict[str, str]] | None:
-    """``(prefix, {split: folder})`` when ``path`` (or its one subfolder) holds the released
-    layout's train and val folders; None otherwise. Raises :class:`ArchiveError` for two folders
-    of one split (``train`` and ``imagenet21k_train``)."""
-    for prefix in ("", None):
-        if prefix is None:  # one level down: the folder the .tar.gz unpacks to, given by its parent
-            subdirs = [e for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")]
-            if len(subdirs) != 1:
-                return None
-            prefix = subdirs[0].name + "/"
-        base = path / prefix
-        found = {}
-        for split, names in RELEASE_FOLDERS.items():
-            present = [n for n in names if (base / n).is_dir()]
-            if len(present) > 1:
-                raise ArchiveError(f"{base} holds both {' and '.join(present)}: keep one {split} folder")
-            if present:
-                found[split] = present[0]
-        if "train" in found and "validation" in found:
-            return prefix, found
+    """``(prefix, {split: folder})`` when ``path`` (or its one subfolder: the folder the
+    ``.tar.gz`` unpacks to, given by its parent) holds the released layout's train and val
+    folders; None otherwise."""
+    found = _split_folders(path)
+    if found:
+        return "", found
+    subdirs = [e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")]
+    if len(subdirs) == 1:
+        found = _split_folders(path / subdirs[0])
+        if found:
+            return subdirs[0] + "/", found
     return None
+
+
+def _split_folders(base: Path) -> dict[str, str] | None:
+    """``{split: folder name}`` of ``base`` when it has a train and a val folder; raises
+    :class:`ArchiveError` for two folders of one split (``train`` and ``imagenet21k_train``)."""
+    found = {}
+    for split, names in RELEASE_FOLDERS.items():
+        present = [n for n in names if (base / n).is_dir()]
+        if len(present) > 1:
+            raise ArchiveError(f"{base} holds both {' and '.join(present)}: keep one {split} folder")
+        if present:
+            found[split] = present[0]
+    return found if "train" in found and "validation" in found else None
 
 
 def release_member_split(name: str | None) -> tuple[str, str, list[str]] | None:
@@ -226,8 +231,8 @@ def list_release_containers(root: Path) -> list[Container]:
             else:
                 out.append(Container(name, None, f"{top}/{entry.name}", 0, 0, "other", 0, split))
     trained = {c.wnid for c in out if c.split == "train" and c.kind == "folder"}
-    out = [Container(c.name, c.wnid, c.source, 0, 0, "val_only", c.weight, c.split)
-           if c.split == "validation" and c.kind == "folder" and c.wnid not in trained else c for c in out]
+    out = [replace(c, kind="val_only") if c.split == "validation" and c.kind == "folder" and c.wnid not in trained
+           else c for c in out]
     base = root / prefix
     for entry in sorted(os.scandir(base), key=lambda e: e.name):
         if entry.name not in folders.values():
@@ -242,7 +247,7 @@ def mark_duplicates(containers: list[Container]) -> list[Container]:
     for c in containers:
         if c.wnid is not None and c.kind in ("tar", "folder"):
             if (c.split, c.wnid) in seen:
-                c = Container(c.name, c.wnid, c.source, c.offset, c.size, "duplicate", c.weight, c.split)
+                c = replace(c, kind="duplicate")
             seen.add((c.split, c.wnid))
         out.append(c)
     return out
