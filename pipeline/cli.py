@@ -39,6 +39,7 @@ from luigi.task_register import Register
 from pipeline.dataset_format import STATS_FILE
 from pipeline.errors import (INTERRUPTED, RERUN_RESUMES, ParameterError, PipelineError, known_failure,
                              record_failure, recorded_failures)
+from pipeline.preflight import flag
 from pipeline.progress import RUN_DIR_ENV, BuildProgress, Work
 
 _WRAPPED = "_imagenet21kp_wrapped"
@@ -120,15 +121,15 @@ def _parse_and_check(args: list[str]):
                     reason = "not a whole number"
                 else:
                     reason = str(exc)
-                problems.append(f"--{name.replace('_', '-')} {raw}: {reason}")
+                problems.append(f"{flag(name)} {raw}: {reason}")
         if problems:
             raise ParameterError("; ".join(problems))
         try:
             return parser.get_task_obj()
         except MissingParameterException as exc:  # "...: requires the 'archive' parameter to be set"
             name = re.search(r"requires the '(\w+)' parameter", str(exc))
-            flag = f"--{name.group(1).replace('_', '-')}" if name else "a parameter"
-            raise ParameterError(f"{task_cls.task_family} needs {flag}") from None
+            missing = flag(name.group(1)) if name else "a parameter"
+            raise ParameterError(f"{task_cls.task_family} needs {missing}") from None
 
 
 class BuildRun:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from hierarchy.atomic import TEMP_MARK
 from pipeline.errors import OutputDirError, ParameterError
 
 PARAMS_FILE = "_params.json"
@@ -13,7 +14,8 @@ PARAMS_FILE = "_params.json"
 PAPER = "the paper: --min-images 501 --val-per-class 50"
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of a parameter: ``min_images`` -> ``--min-images``."""
     return "--" + name.replace("_", "-")
 
 
@@ -26,7 +28,7 @@ def parameter_problems(p: dict) -> list[str]:
         value = p[name]
         if value < low or (high is not None and value > high):
             bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
-            problems.append(f"{_flag(name)} {value}: must be {bounds}")
+            problems.append(f"{flag(name)} {value}: must be {bounds}")
     if not problems and p["min_images"] <= p["val_per_class"]:
         problems.append(
             f"--min-images {p['min_images']} with --val-per-class {p['val_per_class']}: a class with "
@@ -39,7 +41,7 @@ def parameter_problems(p: dict) -> list[str]:
                         "give both, or neither")
     for name in ("is_a_path", "words_path"):
         if p[name] and not os.path.isfile(p[name]):
-            problems.append(f"{_flag(name)} {p[name]}: no such file")
+            problems.append(f"{flag(name)} {p[name]}: no such file")
     return problems
 
 
@@ -54,7 +56,7 @@ def holds_outputs(output_dir) -> bool:
     """True when the dir holds anything a build writes besides its claim and its work dir."""
     out = Path(output_dir)
     for entry in out.iterdir():
-        if entry.name in (PARAMS_FILE, "_work") or ".tmp-" in entry.name:
+        if entry.name in (PARAMS_FILE, "_work") or TEMP_MARK in entry.name:
             continue
         if entry.is_file() or any(p.is_file() for p in entry.rglob("*")):
             return True

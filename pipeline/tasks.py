@@ -458,7 +458,7 @@ class ClaimOutputDir(DatasetTask):
     """Records the output-changing parameters in ``OUTPUT_DIR/_params.json``; refuses others."""
 
     def output(self):
-        return luigi.LocalTarget(str(Path(self.output_dir) / "_params.json"))
+        return luigi.LocalTarget(str(Path(self.output_dir) / preflight.PARAMS_FILE))
 
     def expected(self) -> dict:
         return dict(self.output_values(), archive=os.path.abspath(self.archive))
