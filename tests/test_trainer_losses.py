@@ -111,6 +111,19 @@ def test_semantic_loss_on_level_ordered_head_equals_class_order(make_tree):
         SemanticSoftmaxLoss(tree, logits_order="row")
 
 
+def test_semantic_loss_backward_twice_through_a_retained_graph():
+    """The backward turns the forward's buffer of exps into the gradient; a second backward
+    (``retain_graph``) recomputes it and adds the same gradient again."""
+    tree = fixture_tree()
+    torch.manual_seed(2)
+    logits = torch.randn(8, tree.num_classes, dtype=torch.float64, requires_grad=True)
+    loss = SemanticSoftmaxLoss(tree, logits_order="level")(logits, torch.arange(8))
+    loss.backward(retain_graph=True)
+    once = logits.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(logits.grad, 2 * once, rtol=1e-12, atol=0)
+
+
 def test_semantic_loss_half_precision_logits():
     tree = fixture_tree()
     logits = torch.randn(8, tree.num_classes).to(torch.bfloat16).requires_grad_()

@@ -5,9 +5,10 @@ over equally sized rank batches yields the gradient of the global-batch loss.
 
 * :class:`SemanticSoftmaxLoss` - paper 3.3: one label-smoothed softmax per hierarchy level,
   levels without a label masked, levels weighted by the tree's normalization factors. Numerically
-  the released ``SemanticSoftmaxLoss``; computed by one fused autograd function over
-  level-ordered logits instead of per-level masked one-hot products. Takes class-ordered logits
-  or, as the trainer does, the logits of a head whose rows are in level order (no reordering).
+  the released ``SemanticSoftmaxLoss``; computed by one autograd function over level-ordered
+  logits (five passes over each level forward, two backward, one ``[B, C]`` buffer) instead of
+  per-level masked one-hot products. Takes class-ordered logits or, as the trainer does, the
+  logits of a head whose rows are in level order (no reordering).
 * :class:`SingleLabelLoss` - paper 3.1: softmax cross-entropy over all classes, label smoothing.
 * :class:`AsymmetricMultiLabelLoss` - paper 3.2 / B.2: sigmoid per class over class + ancestors
   with the asymmetric loss (ASL).
@@ -32,73 +33,75 @@ def _layout(tree) -> LevelLayout:
 LOGITS_ORDERS = ("class", "level")
 
 
+LOG2_E = 1.0 / math.log(2.0)
+
+
+def _level_blocks(tensor: torch.Tensor, sizes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """Views of each level's columns of a level-ordered ``[B, C]`` tensor."""
+    return tensor.split(sizes + (tensor.shape[1] - sum(sizes),), dim=1)[:-1]
+
+
+def _level_exps(logits: torch.Tensor, sizes: tuple[int, ...]):
+    """``exp(z - max)`` of every level's block of level-ordered ``logits`` (levels of ``sizes``
+    columns, in order), in one float32 (or float64) buffer shaped like ``logits`` whose columns
+    after the last level are 0, and each level's max, sum of exps and mean logit as ``[B, L]``.
+
+    ``exp`` is taken as ``exp2((z - max) * log2(e))`` (one fused add, then ``exp2_``: several
+    times faster than ``torch.exp`` on the CPU), and each level's block is read by all four
+    passes in turn while it is still in the cache."""
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision -> float32
+    exps = torch.empty(logits.shape, dtype=dtype, device=logits.device)
+    exps[:, sum(sizes):] = 0.0
+    peaks, sums, means = [], [], []
+    for block, exp_block in zip(_level_blocks(logits, sizes), _level_blocks(exps, sizes)):
+        peak = block.amax(dim=1, keepdim=True).to(dtype)
+        torch.add(peak * -LOG2_E, block, alpha=LOG2_E, out=exp_block).exp2_()
+        peaks.append(peak)
+        sums.append(exp_block.sum(dim=1, keepdim=True))
+        means.append(block.mean(dim=1, keepdim=True, dtype=dtype))
+    return exps, torch.cat(peaks, dim=1), torch.cat(sums, dim=1), torch.cat(means, dim=1)
+
+
 class _SemanticCrossEntropy(torch.autograd.Function):
-    """Per-level label-smoothed cross-entropy with a hand-written backward.
+    """Per-level label-smoothed cross-entropy of level-ordered logits, hand-written backward.
 
-    Forward, per level ``i`` on its block ``z`` of level-ordered columns (``n_i`` classes):
-    ``m = max(z)``, ``e = exp(z - m)`` (computed in place on ``z - m``), ``s = sum(e)``, so
-    ``logp = z - m - log(s)`` and ``CE = -(1 - ls) * logp[target] - ls * mean(logp)``
-    (= ``-sum(t * logp)`` for the smoothed one-hot ``t``) needs only ``z[target]``,
-    ``mean(z - m)`` and ``log(s)``, never ``logp`` itself. Returns the
-    ``[num_levels]`` level losses, each summed over the valid samples and divided by the whole
-    batch size. ``e`` and ``1 / s`` are kept for the backward.
-
-    Backward: ``(e / s - ls / n_i - (1 - ls) * one_hot) * valid * g_i / B`` per level - one
-    ``addcmul`` per level (no second ``exp``, no autograd graph) into a level-ordered buffer
-    whose columns after the last level are zero, plus one ``scatter_add_`` for the targets.
-
-    With ``order`` (class-ordered logits) the forward first gathers the logits into level order
-    and the backward gathers the buffer back with ``inverse`` (classes in no softmax level read
-    a zero column) - each gather costs about as much as a cross-entropy pass. With
-    ``order=None`` the logits come from a level-ordered head (:func:`trainer.model.
-    permute_classifier` with ``LevelLayout.head_order``) and are used as they are.
+    Forward, per level ``i`` (block ``z`` of ``n_i`` columns): with ``m = max(z)``,
+    ``s = sum(exp(z - m))`` and ``lse = m + log(s)``, ``CE = (1 - ls) * (lse - z[target])
+    + ls * (lse - mean(z))`` (= ``-sum(t * log_softmax(z))`` for the smoothed one-hot ``t``).
+    Returns the ``[num_levels]`` level losses, each summed over the valid samples and divided by
+    the batch size. Backward: ``(exp(z - m) / s - ls / n_i) * c - (1 - ls) * c * one_hot`` with
+    ``c = valid * g_i / B``, computed in place in the forward's buffer of exps, which becomes the
+    gradient (no second ``exp``, no new ``[B, C]`` tensor); a second backward through a retained
+    graph recomputes the exps.
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, order, inverse, target_table, level_starts, bounds,
-                smoothing):
-        batch = logits.shape[0]
-        dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision -> float32
-        ordered = (logits if order is None else logits.index_select(1, order)).to(dtype)
+    def forward(ctx, logits, labels, target_table, level_starts, sizes, smoothing):
         targets = target_table.index_select(0, labels)
         valid = targets >= 0
         columns = targets.clamp(min=0) + level_starts
-        picked = ordered.gather(1, columns)  # [B, L] target logits
-        exps, inv_sums, losses = [], [], []
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            block = ordered[:, a:b]
-            peak = block.amax(dim=1, keepdim=True)
-            shifted = torch.sub(block, peak)  # z - m, contiguous
-            shifted_mean = shifted.mean(dim=1)
-            e = shifted.exp_()
-            sums = e.sum(dim=1, keepdim=True)
-            log_sums = sums.log().squeeze(1)  # logsumexp of the level - m
-            ce = (1.0 - smoothing) * (log_sums - (picked[:, i] - peak.squeeze(1))) \
-                + smoothing * (log_sums - shifted_mean)
-            losses.append((ce * valid[:, i]).sum() / batch)
-            exps.append(e)
-            inv_sums.append(sums.reciprocal_())
-        ctx.save_for_backward(columns, valid, inverse, torch.cat(inv_sums, dim=1), *exps)
-        ctx.bounds, ctx.smoothing, ctx.dtype = bounds, smoothing, logits.dtype
-        ctx.width = bounds[-1] + 1 if order is not None else logits.shape[1]
-        return torch.stack(losses)
+        exps, peaks, sums, means = _level_exps(logits, sizes)
+        lse = peaks + sums.log()
+        picked = logits.gather(1, columns).to(exps.dtype)
+        ce = (1.0 - smoothing) * (lse - picked) + smoothing * (lse - means)
+        ctx.save_for_backward(logits, columns, valid, sums)
+        ctx.exps, ctx.sizes, ctx.smoothing = exps, sizes, smoothing
+        return (ce * valid).sum(dim=0) / logits.shape[0]
 
     @staticmethod
     def backward(ctx, grad_levels):
-        columns, valid, inverse, inv_sums, *exps = ctx.saved_tensors
-        bounds, smoothing = ctx.bounds, ctx.smoothing
-        batch = valid.shape[0]
-        coef = valid * (grad_levels.unsqueeze(0) / batch)  # [B, L]
-        scale = coef * inv_sums  # softmax = e / s
-        grad = torch.empty(batch, ctx.width, dtype=exps[0].dtype, device=valid.device)
-        grad[:, bounds[-1]:] = 0.0
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            torch.addcmul(coef[:, i : i + 1] * -(smoothing / (b - a)), exps[i],
-                          scale[:, i : i + 1], out=grad[:, a:b])
+        logits, columns, valid, sums = ctx.saved_tensors
+        grad, ctx.exps = ctx.exps, None  # the buffer is consumed: the next backward recomputes
+        if grad is None:
+            grad = _level_exps(logits, ctx.sizes)[0]
+        sizes, smoothing = ctx.sizes, ctx.smoothing
+        coef = valid * (grad_levels.unsqueeze(0) / valid.shape[0])  # [B, L]
+        scale = coef / sums  # softmax = exp / s
+        bias = coef * (smoothing / torch.tensor(sizes, dtype=coef.dtype, device=coef.device))
+        for i, block in enumerate(_level_blocks(grad, sizes)):
+            block.mul_(scale[:, i : i + 1]).sub_(bias[:, i : i + 1])
         grad.scatter_add_(1, columns, coef * -(1.0 - smoothing))
-        if inverse is not None:
-            grad = grad.index_select(1, inverse)
-        return (grad.to(ctx.dtype),) + (None,) * 7
+        return (grad.to(logits.dtype),) + (None,) * 5
 
 
 def _check_logits_order(logits_order: str) -> str:
@@ -128,20 +131,19 @@ class SemanticSoftmaxLoss(nn.Module):
         layout = _layout(tree)
         self.label_smoothing = float(label_smoothing)
         self.logits_order = _check_logits_order(logits_order)
-        self.register_buffer("order", layout.order.clone(), persistent=False)
-        self.register_buffer("inverse", layout.inverse.clone(), persistent=False)
+        self.register_buffer("head_order", layout.head_order.clone(), persistent=False)
         self.register_buffer("level_starts", torch.tensor(layout.offsets[:-1]), persistent=False)
         self.register_buffer("target_table", layout.target_table.clone(), persistent=False)
         self.register_buffer("weights", layout.weights.clone(), persistent=False)
-        self.bounds = layout.offsets
+        self.sizes = tuple(layout.level_sizes)
         self.last_level_losses: torch.Tensor | None = None
 
     def level_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Unweighted per-level losses ``[num_levels]`` (float32, differentiable)."""
-        reorder = self.logits_order == "class"
-        return _SemanticCrossEntropy.apply(logits, labels, self.order if reorder else None,
-                                           self.inverse if reorder else None, self.target_table,
-                                           self.level_starts, self.bounds, self.label_smoothing)
+        if self.logits_order == "class":
+            logits = logits.index_select(1, self.head_order)
+        return _SemanticCrossEntropy.apply(logits, labels, self.target_table, self.level_starts,
+                                           self.sizes, self.label_smoothing)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         losses = self.level_losses(logits, labels)
