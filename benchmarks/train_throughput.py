@@ -115,8 +115,7 @@ def loader_rate(trainer, args) -> float:
 
 def input_pipeline(dataset: Path, size: int, samples: int) -> dict[str, float]:
     """Loader images per CPU second of one process (= one worker): paper augmentations, decode only."""
-    from trainer.data import TrainChunks, TrainPlan, read_split
-    from trainer.train import load_tree
+    from trainer.data import TrainChunks, TrainPlan, load_tree, read_split
     from trainer.transforms import SampleTransform
 
     split, num_classes = read_split(dataset, "train"), load_tree(dataset).num_classes

@@ -1,9 +1,11 @@
 """Streaming semantic-softmax training of timm models on ImageNet-21K-P (``python -m trainer``).
 
 Modules: ``config`` (settings = CLI flags), ``cli``, ``data`` (deterministic WebDataset
-streaming, the rank's plan), ``transforms`` (decode + augmentation), ``levels`` (the tree as
-tensors), ``losses`` (and the scheme's criterion), ``model`` (timm models, the run's model,
-teacher and optimizer), ``schedule`` (one-cycle lr), ``train`` (the loop), ``evaluate``
-(validation), ``metrics``, ``checkpoint``, ``distributed``, ``predict``, ``plots``. The
+streaming, the rank's plan, the dataset's tree), ``transforms`` (decode + augmentation),
+``precision`` (autocast, input format), ``levels`` (the tree as tensors), ``losses`` (and the
+scheme's criterion), ``model`` (timm models, the run's model, teacher and optimizer),
+``schedule`` (one-cycle lr), ``train`` (the loop), ``evaluate`` (validation), ``metrics``
+(training sums, validation metrics), ``checkpoint`` (run dir, save/resume, export), ``report``
+(metrics.jsonl, model card, printed lines), ``plots``, ``distributed``, ``predict``. The
 dataset's file names come from ``pipeline.dataset_format``. See trainer/README.md.
 """

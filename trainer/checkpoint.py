@@ -1,5 +1,8 @@
 """Run-directory files: the resumable training checkpoint and the final model export.
 
+:func:`claim_run_dir` decides whether a directory may take a run, :func:`save_training` and
+:func:`resume_training` write and read the checkpoint of a run on every rank.
+
 ``RUN_DIR/checkpoint.pt`` (written every epoch and every ``--checkpoint-every`` steps) holds
 everything needed to continue exactly: model, optimizer, scheduler, grad scaler, epoch and
 step, the metric history and the running sums of the current epoch, and every rank's RNG
@@ -32,13 +35,39 @@ import torch
 
 from hierarchy.atomic import atomic_write_bytes
 from pipeline.dataset_format import TREE_FILE
-from trainer.config import ConfigError
+from trainer.config import RESUME_KEYS, ConfigError
+from trainer.distributed import all_gather_objects, barrier
 
 CHECKPOINT = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FORMAT = 2  # 2: model and optimizer as trained, with head_rows
 EXPORT_WEIGHTS = "model.pth"
 EXPORT_TREE = TREE_FILE  # a copy of the dataset's tree, beside the weights
 EXPORT_META = "model.json"
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files a run writes that ``run_dir`` already holds (a previous run's)."""
+    if not run_dir.is_dir():
+        return []
+    names = {CHECKPOINT, METRICS_FILE, EXPORT_WEIGHTS, EXPORT_META, EXPORT_TREE}
+    return sorted(p for p in run_dir.iterdir() if p.is_file() and (p.name in names or p.suffix == ".png"))
+
+
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, is_main: bool) -> None:
+    """Make ``run_dir`` ready for a run: a previous run's files stay for ``--resume``, go with
+    ``--overwrite`` (deleted by the main rank) and refuse the run otherwise."""
+    previous = run_files(run_dir)
+    if previous and not resume:
+        if not overwrite:
+            raise ConfigError(
+                f"{run_dir} already holds a run ({', '.join(p.name for p in previous)}): "
+                "--resume continues it, --overwrite deletes it and starts over, or choose another --output")
+        if is_main:
+            for path in previous:
+                path.unlink(missing_ok=True)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
@@ -100,6 +129,52 @@ def load_checkpoint(run_dir: str | Path) -> dict | None:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path} was written by an older trainer (format {state.get('format')}, this one reads "
                          f"{CHECKPOINT_FORMAT}): start over with --overwrite")
+    return state
+
+
+def save_training(run_dir: Path, parts: dict, meta: dict, running: torch.Tensor, is_main: bool) -> None:
+    """Write ``checkpoint.pt``: the state dicts of ``parts`` (model, optimizer, ...) under their
+    names, ``meta`` (config, counters, history, ...), and every rank's RNG states and
+    ``running`` sums. A collective: every rank calls it."""
+    per_rank = all_gather_objects({"rng": rng_state(), "running": running.cpu()})
+    if is_main:
+        state = {"format": CHECKPOINT_FORMAT, **meta, "per_rank": per_rank}
+        state.update({name: part.state_dict() for name, part in parts.items()})
+        save_checkpoint(run_dir, state)
+    barrier()
+
+
+def resume_training(run_dir: Path, parts: dict, config, data_lanes: int, context, running: torch.Tensor,
+                    log) -> dict | None:
+    """Load ``run_dir``'s checkpoint into ``parts``, this rank's RNG states and ``running``;
+    returns the checkpoint (its counters and history), or None when there is none yet.
+
+    Refuses (:class:`ConfigError`) a checkpoint of other settings (``RESUME_KEYS``, data lanes).
+    With another number of ranks the data order is kept, but RNG streams and the epoch's running
+    sums start over (the main rank takes the sum of all ranks')."""
+    state = load_checkpoint(run_dir)
+    if state is None:
+        log(f"--resume: no checkpoint in {run_dir}, starting from scratch")
+        return None
+    saved = state["config"]
+    changed = [k for k in RESUME_KEYS if saved.get(k) != getattr(config, k)]
+    if state["data_lanes"] != data_lanes:
+        changed.append(f"data_lanes ({state['data_lanes']} -> {data_lanes}; pass "
+                       f"--data-lanes {state['data_lanes']} to keep the data order)")
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir}: settings differ from the checkpoint: " + ", ".join(changed))
+    for name, part in parts.items():
+        part.load_state_dict(state[name])  # as trained: a level-ordered head needs no reordering
+    if state["world_size"] == context.world_size:
+        mine = state["per_rank"][context.rank]
+        restore_rng_state(mine["rng"])
+        running.copy_(mine["running"])
+    else:
+        log("--resume with a different number of ranks: data order is kept, RNG "
+            "streams (dropout) and the epoch's running loss restart")
+        if context.is_main:
+            running.copy_(sum(r["running"] for r in state["per_rank"]))
+    log(f"resumed from epoch {state['epoch'] + 1}, step {state['step']} (global step {state['global_step']})")
     return state
 
 

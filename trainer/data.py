@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.dataset_format import IMAGE, INFO_FILE, LABEL
+from pipeline.dataset_format import IMAGE, INFO_FILE, LABEL, TREE_FILE
 from trainer.config import ConfigError
 from trainer.transforms import ImageDecodeError, SampleTransform
-
 
 
 class DataError(RuntimeError):
@@ -61,6 +60,16 @@ def read_split(dataset_dir: str | Path, split: str) -> Split:
     if missing:
         raise DataError(f"{len(missing)} shard(s) of split {split!r} are missing, e.g. {missing[0]}")
     return Split(split, files, lengths)
+
+
+def load_tree(dataset_dir: str | Path):
+    """The dataset's ``semantic_tree.json`` as a ``hierarchy.SemanticTree``."""
+    from hierarchy import SemanticTree
+
+    path = Path(dataset_dir) / TREE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --data must be a dataset built by the pipeline")
+    return SemanticTree.load(path)
 
 
 @dataclass(frozen=True)

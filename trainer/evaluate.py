@@ -7,15 +7,16 @@ from tqdm import tqdm
 from trainer.data import EvalBatches, Split, make_loader
 from trainer.levels import LevelLayout
 from trainer.metrics import EvalMetrics
+from trainer.precision import Precision
 from trainer.transforms import SampleTransform
 
 
 @torch.no_grad()
-def evaluate(model, val_split: Split, layout: LevelLayout, config, context, prepare, autocast,
+def evaluate(model, val_split: Split, layout: LevelLayout, config, context, precision: Precision,
              level_head: bool) -> dict:
-    """The metrics of ``model`` (all-reduced over ranks); ``prepare`` and ``autocast`` are the
-    training step's own input preparation and mixed precision; a ``level_head``'s logits are
-    put back in class order first."""
+    """The metrics of ``model`` (all-reduced over ranks), its inputs prepared and autocast as the
+    training step's (``precision``); a ``level_head``'s logits are put back in class order
+    first."""
     device = context.device
     model.eval()
     metrics = EvalMetrics(layout, config.scheme, device)
@@ -24,8 +25,8 @@ def evaluate(model, val_split: Split, layout: LevelLayout, config, context, prep
                           SampleTransform(config.input_size), layout.num_classes)
     loader = make_loader(batches, config.workers, pin_memory=device.type == "cuda")
     for images, labels in tqdm(loader, desc="validation", leave=False, disable=not (context.is_main and config.progress)):
-        images = prepare(images.to(device, non_blocking=True))
-        with autocast():
+        images = precision.prepare(images.to(device, non_blocking=True))
+        with precision.autocast():
             logits = model(images)
         if level_head:
             logits = on_device.class_ordered(logits)

@@ -1,4 +1,5 @@
-"""Validation metrics, accumulated on the device as sums and reduced across ranks once.
+"""Training and validation metrics, accumulated on the device as sums and reduced across ranks
+once: :class:`RunningSums` (the epoch's training losses) and :class:`EvalMetrics`:
 
 * Semantic top-1 per softmax level: argmax inside the level's classes vs the level target, over
   samples that have a label at that level. Totals: the released metric (correct over all valid
@@ -24,6 +25,34 @@ from trainer.levels import LevelLayout
 
 LOGIT_RANGE = 10.0
 NUM_BINS = 200
+
+
+class RunningSums:
+    """Per-rank sums of the training losses of the current epoch (device tensors, no syncs)."""
+
+    def __init__(self, num_levels: int, device: torch.device):
+        self.values = torch.zeros(2 + 2 * num_levels, dtype=torch.float64, device=device)
+        self.num_levels = num_levels
+
+    def add(self, loss, level_losses=None, confidence=None) -> None:
+        L = self.num_levels
+        self.values[0] += loss.detach().double()
+        self.values[1] += 1
+        if level_losses is not None:
+            self.values[2:2 + L] += level_losses.double()
+        if confidence is not None:
+            self.values[2 + L:] += confidence.double()
+
+    def reduced(self) -> dict:
+        """Means over all ranks' micro-batches (a collective: call on every rank)."""
+        total = all_reduce_sum(self.values.clone()).cpu()
+        count, L = max(float(total[1]), 1.0), self.num_levels
+        return {"loss": round(float(total[0]) / count, 6),
+                "level_loss": [round(float(x) / count, 6) for x in total[2:2 + L]],
+                "teacher_confidence": [round(float(x) / count, 6) for x in total[2 + L:]]}
+
+    def mean_loss(self) -> float:
+        return float(self.values[0] / self.values[1].clamp(min=1))
 
 
 def _number(value) -> float | None:
