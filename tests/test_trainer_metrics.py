@@ -1,4 +1,4 @@
-"""trainer.metrics: binned AP and the semantic accuracies, by hand."""
+"""trainer.metrics: binned AP and the semantic accuracies, by hand; the epoch's running sums."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from tests.trainer_fixtures import fixture_tree
 from trainer.levels import LevelLayout
-from trainer.metrics import EvalMetrics, binned_average_precision
+from trainer.metrics import EvalMetrics, RunningSums, binned_average_precision
 
 
 def test_binned_average_precision_is_exact_ap_of_the_bins():
@@ -36,3 +36,12 @@ def test_eval_metrics_semantic_accuracy_by_hand():
     weighted = (50 * 3 + 100 * (4 + 4 + 2 + 2)) / sum(sizes)
     assert result["semantic_top1_class_weighted"] == pytest.approx(weighted, abs=1e-4)
     assert result["top1"] == 0.0 and result["samples"] == 2
+
+
+def test_running_sums_average_losses_over_micro_batches():
+    sums = RunningSums(num_levels=2, device=torch.device("cpu"))
+    assert sums.mean_loss() == 0.0
+    sums.add(torch.tensor(3.0), torch.tensor([1.0, 2.0]), torch.tensor([0.5, 1.0]))
+    sums.add(torch.tensor(1.0), torch.tensor([3.0, 4.0]))
+    assert sums.mean_loss() == 2.0
+    assert sums.reduced() == {"loss": 2.0, "level_loss": [2.0, 3.0], "teacher_confidence": [0.25, 0.5]}
