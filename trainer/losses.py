@@ -47,19 +47,20 @@ def _level_exps(logits: torch.Tensor, sizes: tuple[int, ...]):
     after the last level are 0, and each level's max, sum of exps and mean logit as ``[B, L]``.
 
     ``exp`` is taken as ``exp2((z - max) * log2(e))`` (one fused add, then ``exp2_``: several
-    times faster than ``torch.exp`` on the CPU), and each level's block is read by all four
-    passes in turn while it is still in the cache."""
+    times faster than ``torch.exp`` on the CPU); after the maxima, each level's block is read by
+    the other passes in turn while it is still in the cache."""
     dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision -> float32
     exps = torch.empty(logits.shape, dtype=dtype, device=logits.device)
     exps[:, sum(sizes):] = 0.0
-    peaks, sums, means = [], [], []
-    for block, exp_block in zip(_level_blocks(logits, sizes), _level_blocks(exps, sizes)):
-        peak = block.amax(dim=1, keepdim=True).to(dtype)
-        torch.add(peak * -LOG2_E, block, alpha=LOG2_E, out=exp_block).exp2_()
-        peaks.append(peak)
+    blocks = _level_blocks(logits, sizes)
+    peaks = torch.cat([block.amax(dim=1, keepdim=True) for block in blocks], dim=1).to(dtype)
+    shifts = (peaks * -LOG2_E).split(1, dim=1)
+    sums, means = [], []
+    for block, exp_block, shift in zip(blocks, _level_blocks(exps, sizes), shifts):
+        torch.add(shift, block, alpha=LOG2_E, out=exp_block).exp2_()
         sums.append(exp_block.sum(dim=1, keepdim=True))
         means.append(block.mean(dim=1, keepdim=True, dtype=dtype))
-    return exps, torch.cat(peaks, dim=1), torch.cat(sums, dim=1), torch.cat(means, dim=1)
+    return exps, peaks, torch.cat(sums, dim=1), torch.cat(means, dim=1)
 
 
 class _SemanticCrossEntropy(torch.autograd.Function):
