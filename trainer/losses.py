@@ -77,7 +77,7 @@ class _SemanticCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, target_table, level_starts, sizes, smoothing):
+    def forward(ctx, logits, labels, target_table, level_starts, level_widths, sizes, smoothing):
         targets = target_table.index_select(0, labels)
         valid = targets >= 0
         columns = targets.clamp(min=0) + level_starts
@@ -85,24 +85,24 @@ class _SemanticCrossEntropy(torch.autograd.Function):
         lse = peaks + sums.log()
         picked = logits.gather(1, columns).to(exps.dtype)
         ce = (1.0 - smoothing) * (lse - picked) + smoothing * (lse - means)
-        ctx.save_for_backward(logits, columns, valid, sums)
+        ctx.save_for_backward(logits, columns, valid, sums, level_widths)
         ctx.exps, ctx.sizes, ctx.smoothing = exps, sizes, smoothing
         return (ce * valid).sum(dim=0) / logits.shape[0]
 
     @staticmethod
     def backward(ctx, grad_levels):
-        logits, columns, valid, sums = ctx.saved_tensors
+        logits, columns, valid, sums, level_widths = ctx.saved_tensors
         grad, ctx.exps = ctx.exps, None  # the buffer is consumed: the next backward recomputes
         if grad is None:
             grad = _level_exps(logits, ctx.sizes)[0]
         sizes, smoothing = ctx.sizes, ctx.smoothing
         coef = valid * (grad_levels.unsqueeze(0) / valid.shape[0])  # [B, L]
         scale = coef / sums  # softmax = exp / s
-        bias = coef * (smoothing / torch.tensor(sizes, dtype=coef.dtype, device=coef.device))
+        bias = coef * (smoothing / level_widths.to(coef.dtype))
         for i, block in enumerate(_level_blocks(grad, sizes)):
             block.mul_(scale[:, i : i + 1]).sub_(bias[:, i : i + 1])
         grad.scatter_add_(1, columns, coef * -(1.0 - smoothing))
-        return (grad.to(logits.dtype),) + (None,) * 5
+        return (grad.to(logits.dtype),) + (None,) * 6
 
 
 def _check_logits_order(logits_order: str) -> str:
@@ -137,6 +137,7 @@ class SemanticSoftmaxLoss(nn.Module):
         self.register_buffer("target_table", layout.target_table.clone(), persistent=False)
         self.register_buffer("weights", layout.weights.clone(), persistent=False)
         self.sizes = tuple(layout.level_sizes)
+        self.register_buffer("level_widths", torch.tensor(self.sizes, dtype=torch.float64), persistent=False)
         self.last_level_losses: torch.Tensor | None = None
 
     def level_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -144,7 +145,7 @@ class SemanticSoftmaxLoss(nn.Module):
         if self.logits_order == "class":
             logits = logits.index_select(1, self.head_order)
         return _SemanticCrossEntropy.apply(logits, labels, self.target_table, self.level_starts,
-                                           self.sizes, self.label_smoothing)
+                                           self.level_widths, self.sizes, self.label_smoothing)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         losses = self.level_losses(logits, labels)
