@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hierarchy.atomic import atomic_write_bytes
+from hierarchy.atomic import atomic_write_text
 from pipeline.dataset_format import read_build_parameters
 from trainer import checkpoint as ckpt
 from trainer.plots import write_plots
@@ -25,13 +25,9 @@ def model_card(config, num_classes: int) -> dict:
             **stored_images(config.data)}
 
 
-def json_line(obj) -> str:
-    return json.dumps(obj, sort_keys=True) + "\n"
-
-
 def write_epoch_files(run_dir: Path, history: list[dict], tree) -> None:
     """``metrics.jsonl`` (one line per epoch so far) and the plots of ``history``."""
-    atomic_write_bytes(run_dir / ckpt.METRICS_FILE, "".join(json_line(e) for e in history).encode())
+    atomic_write_text(run_dir / ckpt.METRICS_FILE, "".join(json.dumps(e, sort_keys=True) + "\n" for e in history))
     write_plots(history, tree, run_dir)
 
 
