@@ -75,6 +75,29 @@ def test_semantic_loss_and_gradient_match_released_code():
     torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("offset", [0.0, 200.0, -120.0, "one level far below"])
+def test_semantic_loss_float32_at_any_logit_range(offset):
+    """Float32 logits: unshifted exps where the sums allow it, each level shifted by its max
+    where ``exp`` would overflow (+200) or a level's sum underflow (-120) - the released formula
+    (log_softmax) either way."""
+    tree = fixture_tree()
+    torch.manual_seed(3)
+    logits = torch.randn(32, tree.num_classes) * 3
+    if offset == "one level far below":
+        logits[:, tree.levels[1]] -= 150.0
+    else:
+        logits += offset
+    labels = torch.randint(0, tree.num_classes, (32,))
+    ours = logits.clone().requires_grad_()
+    reference = logits.double().requires_grad_()
+    value = SemanticSoftmaxLoss(tree)(ours, labels)
+    expected = released_semantic_loss(tree, reference, labels)
+    value.backward()
+    expected.backward()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(ours.grad, reference.grad.float(), rtol=1e-4, atol=1e-7)
+
+
 def test_semantic_loss_gradcheck_and_dropped_level():
     tree = dropped_level_tree()
     loss = SemanticSoftmaxLoss(tree)
@@ -126,11 +149,13 @@ def test_semantic_loss_backward_twice_through_a_retained_graph():
 
 def test_semantic_loss_half_precision_logits():
     tree = fixture_tree()
-    logits = torch.randn(8, tree.num_classes).to(torch.bfloat16).requires_grad_()
+    logits = (torch.randn(8, tree.num_classes) * 5).to(torch.bfloat16).requires_grad_()
     value = SemanticSoftmaxLoss(tree)(logits, torch.arange(8))
     value.backward()
     assert value.dtype == torch.float32 and logits.grad.dtype == torch.bfloat16
     assert torch.isfinite(logits.grad.float()).all()
+    in_float32 = SemanticSoftmaxLoss(tree)(logits.detach().float(), torch.arange(8))
+    assert value.item() == pytest.approx(in_float32.item(), rel=1e-6)  # computed in float32
 
 
 def test_single_label_loss_is_label_smoothed_cross_entropy():

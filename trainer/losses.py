@@ -6,9 +6,9 @@ over equally sized rank batches yields the gradient of the global-batch loss.
 * :class:`SemanticSoftmaxLoss` - paper 3.3: one label-smoothed softmax per hierarchy level,
   levels without a label masked, levels weighted by the tree's normalization factors. Numerically
   the released ``SemanticSoftmaxLoss``; computed by one autograd function over level-ordered
-  logits (five passes over each level forward, two backward, one ``[B, C]`` buffer) instead of
-  per-level masked one-hot products. Takes class-ordered logits or, as the trainer does, the
-  logits of a head whose rows are in level order (no reordering).
+  logits (one ``exp`` per logit, one ``[B, C]`` buffer that the backward turns into the
+  gradient) instead of per-level masked one-hot products. Takes class-ordered logits or, as the
+  trainer does, the logits of a head whose rows are in level order (no reordering).
 * :class:`SingleLabelLoss` - paper 3.1: softmax cross-entropy over all classes, label smoothing.
 * :class:`AsymmetricMultiLabelLoss` - paper 3.2 / B.2: sigmoid per class over class + ancestors
   with the asymmetric loss (ASL).
@@ -41,36 +41,53 @@ def _level_blocks(tensor: torch.Tensor, sizes: tuple[int, ...]) -> tuple[torch.T
     return tensor.split(sizes + (tensor.shape[1] - sum(sizes),), dim=1)[:-1]
 
 
-def _level_exps(logits: torch.Tensor, sizes: tuple[int, ...]):
-    """``exp(z - max)`` of every level's block of level-ordered ``logits`` (levels of ``sizes``
-    columns, in order), in one float32 (or float64) buffer shaped like ``logits`` whose columns
-    after the last level are 0, and each level's max, sum of exps and mean logit as ``[B, L]``.
+def _per_level(reduce, tensor: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """``[B, L]``: ``reduce`` (a ``[B, n] -> [B, 1]`` function) of each level's block."""
+    return torch.cat([reduce(block) for block in _level_blocks(tensor, sizes)], dim=1)
 
-    ``exp`` is taken as ``exp2((z - max) * log2(e))`` (one fused add, then ``exp2_``: several
-    times faster than ``torch.exp`` on the CPU); after the maxima, each level's block is read by
-    the other passes in turn while it is still in the cache."""
+
+def _row_sums(block: torch.Tensor) -> torch.Tensor:
+    return block.sum(dim=1, keepdim=True)
+
+
+def _level_exps(logits: torch.Tensor, sizes: tuple[int, ...]):
+    """Each level's exps of level-ordered ``logits`` (levels of ``sizes`` columns, in order) in
+    one float32 (or float64) buffer shaped like ``logits`` whose columns after the last level
+    are 0, with each level's sum of exps, log-sum-exp and mean logit as ``[B, L]``.
+
+    On the CPU the exps are taken unshifted, ``exp2(z * log2(e))`` (a multiply, then ``exp2_``:
+    Sleef's ``exp2``; ``torch.exp`` calls MKL's, several times slower on some CPUs), and kept
+    when every level's sum lies in ``[sqrt(tiny), inf)`` of the dtype (float32 keeps its full
+    precision there; it holds for logits between about -43 and 80). That check reads a flag on
+    the host: free on the CPU, a synchronisation on a GPU. Otherwise, and on GPUs, each level is
+    shifted by its max: ``exp2((z - max) * log2(e))`` (one fused add, then ``exp2_``)."""
     dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision -> float32
+    means = _per_level(lambda block: block.mean(dim=1, keepdim=True, dtype=dtype), logits, sizes)
     exps = torch.empty(logits.shape, dtype=dtype, device=logits.device)
     exps[:, sum(sizes):] = 0.0
-    blocks = _level_blocks(logits, sizes)
-    peaks = torch.cat([block.amax(dim=1, keepdim=True) for block in blocks], dim=1).to(dtype)
+    if logits.device.type == "cpu":
+        torch.mul(logits[:, :sum(sizes)].to(dtype), LOG2_E, out=exps[:, :sum(sizes)]).exp2_()
+        sums = _per_level(_row_sums, exps, sizes)
+        if bool(((sums >= torch.finfo(dtype).tiny ** 0.5) & (sums < math.inf)).all()):
+            return exps, sums, sums.log(), means
+    peaks = _per_level(lambda block: block.amax(dim=1, keepdim=True), logits, sizes).to(dtype)
     shifts = (peaks * -LOG2_E).split(1, dim=1)
-    sums, means = [], []
-    for block, exp_block, shift in zip(blocks, _level_blocks(exps, sizes), shifts):
+    blocks, exp_blocks = _level_blocks(logits, sizes), _level_blocks(exps, sizes)
+    for block, exp_block, shift in zip(blocks, exp_blocks, shifts):
         torch.add(shift, block, alpha=LOG2_E, out=exp_block).exp2_()
-        sums.append(exp_block.sum(dim=1, keepdim=True))
-        means.append(block.mean(dim=1, keepdim=True, dtype=dtype))
-    return exps, peaks, torch.cat(sums, dim=1), torch.cat(means, dim=1)
+    sums = _per_level(_row_sums, exps, sizes)
+    return exps, sums, peaks + sums.log(), means
 
 
 class _SemanticCrossEntropy(torch.autograd.Function):
     """Per-level label-smoothed cross-entropy of level-ordered logits, hand-written backward.
 
-    Forward, per level ``i`` (block ``z`` of ``n_i`` columns): with ``m = max(z)``,
-    ``s = sum(exp(z - m))`` and ``lse = m + log(s)``, ``CE = (1 - ls) * (lse - z[target])
-    + ls * (lse - mean(z))`` (= ``-sum(t * log_softmax(z))`` for the smoothed one-hot ``t``).
-    Returns the ``[num_levels]`` level losses, each summed over the valid samples and divided by
-    the batch size. Backward: ``(exp(z - m) / s - ls / n_i) * c - (1 - ls) * c * one_hot`` with
+    Forward, per level ``i`` (block ``z`` of ``n_i`` columns): with a shift ``m`` (0, or
+    ``max(z)`` where that is needed; see :func:`_level_exps`), ``s = sum(exp(z - m))`` and
+    ``lse = m + log(s)``, ``CE = (1 - ls) * (lse - z[target]) + ls * (lse - mean(z))``
+    (= ``-sum(t * log_softmax(z))`` for the smoothed one-hot ``t``). Returns the
+    ``[num_levels]`` level losses, each summed over the valid samples and divided by the batch
+    size. Backward: ``(exp(z - m) / s - ls / n_i) * c - (1 - ls) * c * one_hot`` with
     ``c = valid * g_i / B``, computed in place in the forward's buffer of exps, which becomes the
     gradient (no second ``exp``, no new ``[B, C]`` tensor); a second backward through a retained
     graph recomputes the exps.
@@ -81,8 +98,7 @@ class _SemanticCrossEntropy(torch.autograd.Function):
         targets = target_table.index_select(0, labels)
         valid = targets >= 0
         columns = targets.clamp(min=0) + level_starts
-        exps, peaks, sums, means = _level_exps(logits, sizes)
-        lse = peaks + sums.log()
+        exps, sums, lse, means = _level_exps(logits, sizes)
         picked = logits.gather(1, columns).to(exps.dtype)
         ce = (1.0 - smoothing) * (lse - picked) + smoothing * (lse - means)
         ctx.save_for_backward(logits, columns, valid, sums, level_widths)
