@@ -12,7 +12,7 @@ from hierarchy import SemanticTree
 from tests.trainer_fixtures import fixture_tree
 from trainer.levels import LevelLayout
 from trainer.losses import (AsymmetricMultiLabelLoss, SemanticKDLoss, SemanticSoftmaxLoss,
-                            SingleLabelLoss, teacher_confidence)
+                            SingleLabelLoss, _level_exps, teacher_confidence)
 
 
 def tiny_tree() -> SemanticTree:
@@ -96,6 +96,10 @@ def test_semantic_loss_float32_at_any_logit_range(offset):
     expected.backward()
     assert value.item() == pytest.approx(expected.item(), rel=1e-5)
     torch.testing.assert_close(ours.grad, reference.grad.float(), rtol=1e-4, atol=1e-7)
+    layout = LevelLayout.from_tree(tree)
+    head = logits[:, layout.head_order][:, :layout.offsets[-1]]
+    exps = _level_exps(head, tuple(layout.level_sizes))[0]
+    assert torch.allclose(exps, torch.exp(head), rtol=1e-5) == (offset == 0.0)  # the path taken
 
 
 def test_semantic_loss_gradcheck_and_dropped_level():
