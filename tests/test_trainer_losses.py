@@ -47,6 +47,18 @@ def released_semantic_loss(tree, logits, labels, label_smooth=0.2):
     return total
 
 
+def ours_and_released(tree, logits, labels):
+    """``SemanticSoftmaxLoss`` on ``logits`` and the released formula on them in float64, both
+    backpropagated: ``(value, expected, our gradient, the released gradient)``."""
+    ours = logits.clone().requires_grad_()
+    reference = logits.double().clone().requires_grad_()
+    value = SemanticSoftmaxLoss(tree)(ours, labels)
+    expected = released_semantic_loss(tree, reference, labels)
+    value.backward()
+    expected.backward()
+    return value.item(), expected.item(), ours.grad, reference.grad
+
+
 def test_semantic_loss_matches_hand_computed_value():
     tree = tiny_tree()  # classes: 0=A, 1=B, 2=a1, 3=a2
     logits = torch.tensor([[math.log(3.0), 0.0, 0.0, 0.0],   # label a1: P(A)=.75, P(a1)=.5
@@ -65,14 +77,9 @@ def test_semantic_loss_and_gradient_match_released_code():
     torch.manual_seed(0)
     logits = torch.randn(64, tree.num_classes, dtype=torch.float64) * 3
     labels = torch.randint(0, tree.num_classes, (64,))
-    ours = logits.clone().requires_grad_()
-    reference = logits.clone().requires_grad_()
-    value = SemanticSoftmaxLoss(tree)(ours, labels)
-    expected = released_semantic_loss(tree, reference, labels)
-    value.backward()
-    expected.backward()
-    assert value.item() == pytest.approx(expected.item(), rel=1e-12)
-    torch.testing.assert_close(ours.grad, reference.grad, rtol=1e-10, atol=1e-12)
+    value, expected, grad, expected_grad = ours_and_released(tree, logits, labels)
+    assert value == pytest.approx(expected, rel=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("offset", [0.0, 200.0, -120.0, "one level far below"])
@@ -88,14 +95,9 @@ def test_semantic_loss_float32_at_any_logit_range(offset):
     else:
         logits += offset
     labels = torch.randint(0, tree.num_classes, (32,))
-    ours = logits.clone().requires_grad_()
-    reference = logits.double().requires_grad_()
-    value = SemanticSoftmaxLoss(tree)(ours, labels)
-    expected = released_semantic_loss(tree, reference, labels)
-    value.backward()
-    expected.backward()
-    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
-    torch.testing.assert_close(ours.grad, reference.grad.float(), rtol=1e-4, atol=1e-7)
+    value, expected, grad, expected_grad = ours_and_released(tree, logits, labels)
+    assert value == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(grad, expected_grad.float(), rtol=1e-4, atol=1e-7)
     layout = LevelLayout.from_tree(tree)
     head = logits[:, layout.head_order][:, :layout.offsets[-1]]
     exps = _level_exps(head, tuple(layout.level_sizes))[0]
