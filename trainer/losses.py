@@ -63,10 +63,11 @@ def _level_exps(logits: torch.Tensor, sizes: tuple[int, ...]):
     shifted by its max: ``exp2((z - max) * log2(e))`` (one fused add, then ``exp2_``)."""
     dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision -> float32
     means = _per_level(lambda block: block.mean(dim=1, keepdim=True, dtype=dtype), logits, sizes)
+    width = sum(sizes)  # the columns in a softmax level
     exps = torch.empty(logits.shape, dtype=dtype, device=logits.device)
-    exps[:, sum(sizes):] = 0.0
+    exps[:, width:] = 0.0
     if logits.device.type == "cpu":
-        torch.mul(logits[:, :sum(sizes)].to(dtype), LOG2_E, out=exps[:, :sum(sizes)]).exp2_()
+        torch.mul(logits[:, :width].to(dtype), LOG2_E, out=exps[:, :width]).exp2_()
         sums = _per_level(_row_sums, exps, sizes)
         if bool(((sums >= torch.finfo(dtype).tiny ** 0.5) & (sums < math.inf)).all()):
             return exps, sums, sums.log(), means
