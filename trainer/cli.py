@@ -11,7 +11,8 @@ import sys
 
 from trainer.config import ConfigError, TrainConfig, config_fields
 
-_TYPES = {"str": str, "int": int, "float": float, "str | None": str, "int | None": int}
+_TYPES = {"str": str, "int": int, "float": float, "str | None": str, "int | None": int,
+          "float | None": float}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -1,9 +1,11 @@
 """Settings of a training run: one dataclass, whose fields are also the command-line flags.
 
-Defaults follow the paper's recipe (B.1, 3.1-3.3): TResNet-M, semantic softmax, 80 epochs,
-batch 64 per GPU, Adam with true (decoupled) weight decay 1e-4 not applied to norms/biases,
-lr 3e-4 with a one-cycle schedule (10 % warm-up; start/end divisors of the released code),
-label smoothing 0.2, RandAugment + Cutout 0.5, input 224, mixed precision on GPU.
+Defaults are the recipe of the released weights (paper B.1, 3.1-3.3; the released
+``train_semantic_softmax.py`` where the paper is vague): TResNet-M, semantic softmax, 80 epochs,
+batch 64 per GPU on 8 GPUs (global batch 512), ``torch.optim.Adam`` with L2 weight decay 1e-4
+coupled into the gradient on weights only (what the paper calls "true weight decay"; none on
+biases and 1-d parameters), lr 3e-4 with a per-step one-cycle schedule (10 % warm-up, div 20),
+label smoothing 0.2, Cutout 0.5 then RandAugment, inputs in [0, 1], input 224.
 """
 from __future__ import annotations
 
@@ -27,7 +29,16 @@ class TrainConfig:
         "run directory: checkpoint.pt, metrics.jsonl, plots, model.pth, model.json, "
         "semantic_tree.json", required=True))
     model: str = field(default="tresnet_m", metadata=_flag(
-        "any timm model name (created with pretrained=False, head sized to the tree's classes)"))
+        "any timm model name (head sized to the tree's classes)"))
+    pretrained: bool = field(default=False, metadata=_flag(
+        "start from timm's own pretrained weights for --model (local Hugging Face cache, else the "
+        "hub), loaded by timm's loader for that architecture; the classifier is skipped"))
+    init_checkpoint: str | None = field(default=None, metadata=_flag(
+        "start from these weights instead: a weights file (.safetensors, .pth, timm's *.pth.tar "
+        "training checkpoint) or a trainer run directory; loaded as --pretrained, classifier skipped"))
+    init_partial: bool = field(default=False, metadata=_flag(
+        "accept initial weights that fill only part of the model's non-classifier tensors "
+        "(without it such weights are refused)"))
     scheme: str = field(default="semantic", metadata=_flag(
         "semantic: one softmax per hierarchy level (paper 3.3); single: one softmax over all "
         "classes (3.1); multi: sigmoids over class + ancestors with ASL (3.2)",
@@ -37,12 +48,24 @@ class TrainConfig:
         "samples per rank per micro-batch (global batch = batch size x ranks x accum steps)"))
     accum_steps: int = field(default=1, metadata=_flag(
         "gradient accumulation: micro-batches per optimizer step"))
-    lr: float = field(default=3e-4, metadata=_flag("peak learning rate of the one-cycle schedule"))
+    lr: float | None = field(default=None, metadata=_flag(
+        "peak learning rate of the one-cycle schedule (default: --lr-base scaled from "
+        "--lr-base-size to the run's global batch by --lr-base-scale, as timm's train.py)"))
+    lr_base: float = field(default=3e-4, metadata=_flag(
+        "the recipe's peak learning rate at a global batch of --lr-base-size"))
+    lr_base_size: int = field(default=512, metadata=_flag(
+        "global batch that --lr-base is meant for (the recipe: 8 GPUs x 64)"))
+    lr_base_scale: str = field(default="auto", metadata=_flag(
+        "how the default lr follows the global batch: sqrt or linear in global batch / "
+        "--lr-base-size; auto = sqrt for Adam-family optimizers (timm's rule); none keeps --lr-base",
+        choices=["auto", "sqrt", "linear", "none"]))
     weight_decay: float = field(default=1e-4, metadata=_flag(
-        "weight decay (not applied to biases and norm parameters)"))
-    optimizer: str = field(default="adamw", metadata=_flag(
-        "adamw: decoupled 'true' weight decay (paper B.1); adam: L2-coupled decay as in the "
-        "released code", choices=["adamw", "adam"]))
+        "weight decay on weights (none on biases and 1-d parameters); with adam an L2 term "
+        "coupled into the gradient (the released code), with adamw a decoupled shrink of "
+        "lr x decay per step"))
+    optimizer: str = field(default="adam", metadata=_flag(
+        "adam: torch.optim.Adam with coupled L2 decay, as the released code; adamw: decoupled "
+        "decay (each weight shrinks by lr x weight decay per step)", choices=["adam", "adamw"]))
     pct_start: float = field(default=0.1, metadata=_flag("one-cycle warm-up fraction"))
     div_factor: float = field(default=20.0, metadata=_flag(
         "one-cycle start lr = lr / div_factor (released code: 20)"))
@@ -63,9 +86,6 @@ class TrainConfig:
     kd_top_fraction: float = field(default=0.05, metadata=_flag(
         "teacher confidence where the label has no such level: sum of the top fraction of the "
         "level's probabilities (appendix F: 5 %%)"))
-    init_checkpoint: str | None = field(default=None, metadata=_flag(
-        "local weights to start from (e.g. ImageNet-1K .pth / .safetensors); tensors whose "
-        "shape differs, such as the classifier head, are skipped"))
     input_size: int = field(default=224, metadata=_flag(
         "network input side; the stored 224x224 images are resized on the fly if different "
         "(e.g. 64 for CPU demos)"))
@@ -102,8 +122,15 @@ class TrainConfig:
     stop_after_steps: int | None = field(default=None, metadata=_flag(
         "save a checkpoint and exit after this many optimizer steps in total (resume later "
         "with --resume)"))
-    checkpoint_every: int = field(default=1000, metadata=_flag(
-        "also checkpoint every N optimizer steps (0: only at epoch ends)"))
+    checkpoint_minutes: float = field(default=30.0, metadata=_flag(
+        "also checkpoint about every N minutes of training (0: only at epoch ends)"))
+    checkpoint_every: int = field(default=0, metadata=_flag(
+        "also checkpoint every N optimizer steps (0: off; the cadence in minutes still applies)"))
+    log_every: int = field(default=50, metadata=_flag(
+        "record per-step scalars (losses, lr, img/s, data wait, memory) every N optimizer steps "
+        "to RUN/steps.jsonl and TensorBoard"))
+    tensorboard: bool = field(default=True, metadata=_flag(
+        "also write the per-step and per-epoch scalars as TensorBoard event files (RUN/tensorboard)"))
     resume: bool = field(default=False, metadata=_flag(
         "continue from OUTPUT/checkpoint.pt exactly where it stopped (fresh start if none)"))
     overwrite: bool = field(default=False, metadata=_flag(
