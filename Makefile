@@ -54,6 +54,7 @@ bench: env
 	$(PY) benchmarks/semantic_loss.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/release_copy.py
+	$(PY) benchmarks/checkpoint_cost.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -109,7 +109,7 @@ def main() -> None:
                 ("stream 224: tar + decode + collate", SampleTransform(224)),
                 ("stream 64 (--input-size 64, DCT-scaled decode)", SampleTransform(64)),
                 ("stream 224 + RandAugment m9 + Cutout 0.5",
-                 SampleTransform(224, "rand-m9-mstd0.5", 0.5))]:
+                 SampleTransform(224, "rand-m9-mstd101", 0.5))]:
             chunks = TrainChunks(split, plan, [0], 0, 0, plan.batches_per_epoch, transform, 10)
             rows.append((name, cpu_rate(lambda: [c for c in chunks], used, args.repeat)))
     width = max(len(name) for name, _ in rows)

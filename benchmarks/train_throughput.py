@@ -43,7 +43,7 @@ from photo_archive import PHOTOS, write_archive  # noqa: E402
 
 PAPER_IMG_S_PER_V100 = 625
 CUDA_MODELS = ("resnet50", "tresnet_m", "mobilenetv3_large_100")
-PAPER_AUGMENT = ("rand-m9-mstd0.5", 0.5)
+PAPER_AUGMENT = ("rand-m9-mstd101", 0.5)
 
 
 def build_dataset(folder: Path, samples: int, source: str) -> Path:

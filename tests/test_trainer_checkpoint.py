@@ -2,31 +2,32 @@
 class-order view of a level-ordered head."""
 from __future__ import annotations
 
-from dataclasses import asdict, replace
-
 import pytest
 import torch
 from torch import nn
 
 from trainer import checkpoint as ckpt
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import ConfigError
 from trainer.distributed import DistContext
 
 CPU = DistContext(0, 1, 0, torch.device("cpu"))
 
 
-def test_claim_run_dir_keeps_refuses_or_deletes_a_previous_run(tmp_path):
+def test_a_run_dir_is_checked_without_a_trace_then_prepared(tmp_path):
     run = tmp_path / "run"
-    ckpt.claim_run_dir(run, resume=False, overwrite=False, is_main=True)
+    assert ckpt.check_run_dir(run, resume=False, overwrite=False) == []
+    assert not run.exists()  # checking leaves nothing behind
+    ckpt.prepare_run_dir(run, [])
     assert run.is_dir()
     for name in (ckpt.CHECKPOINT, ckpt.METRICS_FILE, "curves.png"):
         (run / name).write_bytes(b"old")
     (run / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="already holds a run .*checkpoint.pt.*--resume.*--overwrite"):
-        ckpt.claim_run_dir(run, resume=False, overwrite=False, is_main=True)
-    ckpt.claim_run_dir(run, resume=True, overwrite=False, is_main=True)
-    assert (run / ckpt.CHECKPOINT).is_file()
-    ckpt.claim_run_dir(run, resume=False, overwrite=True, is_main=True)
+        ckpt.check_run_dir(run, resume=False, overwrite=False)
+    assert ckpt.check_run_dir(run, resume=True, overwrite=False) == []
+    replaced = ckpt.check_run_dir(run, resume=False, overwrite=True)
+    assert (run / ckpt.CHECKPOINT).is_file()  # deleted only once the new run has passed its checks
+    ckpt.prepare_run_dir(run, replaced)
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # only a run's own files go
 
 
@@ -47,20 +48,27 @@ def _step(parts) -> None:
     parts["scheduler"].step()
 
 
+IDENTITY = {"model": "test_vit", "global_batch": 64, "peak_lr": 3e-4, "dataset": "abc"}
+
+
+def _meta(**counters) -> dict:
+    return {"config": {}, "identity": IDENTITY, "data_lanes": 4, "world_size": 1,
+            "head_rows": ckpt.head_rows([], None), "history": [], **counters}
+
+
 def test_save_then_resume_restores_parts_rng_and_running_sums(tmp_path):
-    config = TrainConfig(data="d", output=str(tmp_path))
     parts = _run(0)
     _step(parts)
     running = torch.tensor([3.5, 2.0], dtype=torch.float64)
-    meta = {"config": asdict(config), "data_lanes": 4, "world_size": 1, "head_rows": ckpt.head_rows([], None),
-            "epoch": 1, "step": 7, "global_step": 19, "history": [{"epoch": 1}]}
-    ckpt.save_training(tmp_path, parts, meta, running, is_main=True)
+    ckpt.save_training(tmp_path, parts, {**_meta(epoch=1, step=7, global_step=19), "history": [{"epoch": 1}]},
+                       running, is_main=True)
+    assert [p.name for p in tmp_path.iterdir()] == [ckpt.CHECKPOINT]  # no temp file left
     expected_draw = torch.rand(3)
     _step(parts)
     expected_after = {k: v.clone() for k, v in parts["model"].state_dict().items()}
 
     fresh, restored, log = _run(1), torch.zeros(2, dtype=torch.float64), []
-    state = ckpt.resume_training(tmp_path, fresh, config, 4, CPU, restored, log.append)
+    state = ckpt.resume_training(ckpt.load_checkpoint(tmp_path), fresh, IDENTITY, CPU, restored, log.append)
     assert (state["epoch"], state["step"], state["global_step"], state["history"]) == (1, 7, 19, [{"epoch": 1}])
     assert torch.equal(restored, running)
     assert torch.equal(torch.rand(3), expected_draw)  # the RNG continues where it was saved
@@ -70,17 +78,24 @@ def test_save_then_resume_restores_parts_rng_and_running_sums(tmp_path):
     assert log == ["resumed from epoch 2, step 7 (global step 19)"]
 
 
-def test_resume_refuses_other_settings_and_starts_over_without_a_checkpoint(tmp_path):
-    config = TrainConfig(data="d", output=str(tmp_path))
-    log = []
-    assert ckpt.resume_training(tmp_path, _run(0), config, 4, CPU, torch.zeros(2), log.append) is None
-    assert "no checkpoint" in log[0]
-    meta = {"config": asdict(config), "data_lanes": 4, "world_size": 1, "head_rows": ckpt.head_rows([], None),
-            "epoch": 0, "step": 1, "global_step": 1, "history": []}
-    ckpt.save_training(tmp_path, _run(0), meta, torch.zeros(2), is_main=True)
-    with pytest.raises(ConfigError, match=r"settings differ from the checkpoint: lr, data_lanes \(4 -> 8; pass "
-                                          r"--data-lanes 4"):
-        ckpt.resume_training(tmp_path, _run(0), replace(config, lr=1.0), 8, CPU, torch.zeros(2), log.append)
+def test_resume_refuses_another_identity_and_names_what_differs(tmp_path):
+    assert ckpt.load_checkpoint(tmp_path) is None
+    ckpt.save_training(tmp_path, _run(0), _meta(epoch=0, step=1, global_step=1), torch.zeros(2), is_main=True)
+    other = {**IDENTITY, "peak_lr": 1e-3, "dataset": "def"}
+    with pytest.raises(ConfigError, match=r"settings differ from the checkpoint: peak_lr \(0.0003 -> 0.001\), "
+                                          r"dataset \('abc' -> 'def'\)"):
+        ckpt.resume_training(ckpt.load_checkpoint(tmp_path), _run(0), other, CPU, torch.zeros(2), print)
+
+
+def test_the_checkpoint_clock_counts_steps_and_minutes():
+    by_steps = ckpt.CheckpointClock(minutes=0, steps=3, context=CPU)
+    assert [s for s in range(1, 10) if by_steps.due(s)] == [3, 6, 9]
+    never = ckpt.CheckpointClock(minutes=0, steps=0, context=CPU)
+    assert not any(never.due(s) for s in range(1, 100))
+    soon = ckpt.CheckpointClock(minutes=1e-9, steps=0, context=CPU)
+    assert soon.due(1)  # its minutes have passed
+    later = ckpt.CheckpointClock(minutes=60, steps=0, context=CPU)
+    assert not later.due(1)
 
 
 def test_class_order_undoes_a_level_ordered_head():

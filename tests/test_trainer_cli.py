@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from safetensors.torch import load_file
 
 from hierarchy import SemanticTree
 from trainer.cli import main
@@ -84,7 +85,7 @@ def test_semantic_training_learns_and_exports(trained_run, tree, val_samples):
         assert (trained_run / name).is_file()
     card = json.loads((trained_run / "model.json").read_text())
     model = timm.create_model(card["model"], num_classes=card["num_classes"])
-    model.load_state_dict(torch.load(trained_run / "model.pth", weights_only=True))
+    model.load_state_dict(load_file(trained_run / "model.safetensors"))
 
 
 @pytest.mark.parametrize("scheme", ["single", "multi"])
@@ -96,7 +97,7 @@ def test_single_and_multi_label_schemes_run(dataset, val_samples, tmp_path, sche
     (entry,) = history(run)
     assert entry["global_step"] == 4 and entry["train"]["loss"] > 0
     assert entry["val"]["samples"] == val_samples and 0 <= entry["val"]["map_macro"] <= 100
-    assert (run / "model.pth").is_file()
+    assert (run / "model.safetensors").is_file()
 
 
 def test_semantic_kd_runs_and_plots_teacher_confidence(dataset, tree, trained_run, tmp_path):
@@ -136,8 +137,8 @@ def test_two_rank_torchrun_matches_one_process(dataset, val_samples, tmp_path):
 def assert_close_weights(run: Path, reference: Path) -> None:
     """Same weights up to float rounding (Adam moves a weight by ~lr whatever the size of its
     gradient, so rounding noise in a tiny gradient may move one weight by up to ~lr)."""
-    a = torch.load(reference / "model.pth", weights_only=True)
-    b = torch.load(run / "model.pth", weights_only=True)
+    a = load_file(reference / "model.safetensors")
+    b = load_file(run / "model.safetensors")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4)
     difference = sum((b[n] - a[n]).float().norm() ** 2 for n in a) ** 0.5
@@ -171,7 +172,7 @@ def uninterrupted(dataset, tmp_path_factory):
 
 
 def assert_same_run(run: Path, reference: Path) -> None:
-    assert (run / "model.pth").read_bytes() == (reference / "model.pth").read_bytes()
+    assert (run / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
     assert (run / "metrics.jsonl").read_bytes() == (reference / "metrics.jsonl").read_bytes()
 
 
@@ -179,7 +180,7 @@ def test_resume_after_stop_mid_epoch_is_exact(dataset, uninterrupted, tmp_path):
     run = tmp_path / "stopped"
     args = ["--data", str(dataset), "--output", str(run), *RESUME]
     assert main([*args, "--stop-after-steps", "7"]) == 0  # epoch 2, step 2
-    assert not (run / "model.pth").exists() and len(history(run)) == 1
+    assert not (run / "model.safetensors").exists() and len(history(run)) == 1
     assert main([*args, "--resume"]) == 0
     assert_same_run(run, uninterrupted)
 
@@ -198,7 +199,7 @@ def test_resume_after_kill_9_is_exact(dataset, uninterrupted, tmp_path):
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait()
-    assert not (run / "model.pth").exists()  # it really was interrupted
+    assert not (run / "model.safetensors").exists()  # it really was interrupted
     assert main([*args, "--resume"]) == 0
     assert_same_run(run, uninterrupted)
 
@@ -206,7 +207,20 @@ def test_resume_after_kill_9_is_exact(dataset, uninterrupted, tmp_path):
 def test_resume_refuses_changed_settings(dataset, uninterrupted, tmp_path, capsys):
     args = ["--data", str(dataset), "--output", str(uninterrupted), *RESUME]
     assert main([*args, "--lr", "5e-4", "--resume"]) == 2
-    assert "settings differ from the checkpoint: lr" in capsys.readouterr().err
+    assert "settings differ from the checkpoint: peak_lr (0.001 -> 0.0005)" in capsys.readouterr().err
+    assert main([*args, "--cutout", "0.25", "--randaugment", "none", "--resume"]) == 2
+    assert ("settings differ from the checkpoint: randaugment ('rand-m9-mstd101' -> ''), cutout (0.5 -> 0.25)"
+            in capsys.readouterr().err)
+
+
+def test_resume_takes_the_checkpoints_data_lanes_with_other_workers(dataset, uninterrupted, tmp_path):
+    """The data order depends on the lanes the checkpoint records, not on the loader workers: a
+    run stopped with 2 workers resumes with 1 (default --data-lanes) and ends the same."""
+    run = tmp_path / "fewer-workers"
+    args = ["--data", str(dataset), "--output", str(run), *RESUME]
+    assert main([*args, "--stop-after-steps", "7"]) == 0
+    assert main([*args, "--workers", "1", "--resume"]) == 0
+    assert_same_run(run, uninterrupted)
 
 
 def deepest_validation_image(dataset: Path, tree, out: Path) -> tuple[Path, int]:
@@ -271,9 +285,8 @@ def test_an_existing_run_needs_resume_or_overwrite(trained_run, dataset, tmp_pat
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {run} already holds a run (") and "--resume continues it, --overwrite" in error
     assert sorted(p.name for p in run.iterdir()) == before and len(history(run)) == 2  # untouched
-    with pytest.raises(SystemExit) as usage_error:  # argparse's usage error
-        main([*args, "--resume", "--overwrite"])
-    assert usage_error.value.code == 2 and "give one" in capsys.readouterr().err
+    assert main([*args, "--resume", "--overwrite"]) == 2
+    assert "give one" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert [e["epoch"] for e in history(run)] == [1]  # a new run, not the old one continued
 
@@ -326,7 +339,7 @@ def test_compiled_training_exports_plain_timm_weights(dataset, tree, tmp_path, c
                  *NO_AUGMENT]) == 0
     assert "fused optimizer on, compile on" in capsys.readouterr().out
     model = timm.create_model("test_resnet", num_classes=tree.num_classes)
-    model.load_state_dict(torch.load(run / "model.pth", weights_only=True))  # strict: every key matches
+    model.load_state_dict(load_file(run / "model.safetensors"))  # strict: every key matches
     assert [e["epoch"] for e in history(run)] == [1]
 
 
@@ -334,12 +347,12 @@ def test_a_running_checkpoint_exports_the_same_class_order_weights(trained_run, 
     """checkpoint.pt keeps a semantic head in level order (as trained); read_export turns it back."""
     import shutil
 
-    from trainer.checkpoint import read_export
+    from trainer.export import read_export
 
     run = tmp_path / "running"
     shutil.copytree(trained_run, run)
-    (run / "model.pth").unlink()  # as if the run were still going after its last epoch's checkpoint
+    (run / "model.safetensors").unlink()  # as if the run were still going after its last epoch's checkpoint
     _, from_checkpoint, _ = read_export(run)
-    exported = torch.load(trained_run / "model.pth", weights_only=True)
+    exported = load_file(trained_run / "model.safetensors")
     assert from_checkpoint.keys() == exported.keys()
     assert all(torch.equal(from_checkpoint[k].cpu(), exported[k]) for k in exported)

@@ -5,6 +5,7 @@ import json
 
 from tests.trainer_fixtures import fixture_tree
 from trainer import checkpoint as ckpt
+from trainer import export
 from trainer import report
 from trainer.config import TrainConfig
 
@@ -24,11 +25,14 @@ def test_epoch_files_and_lines(tmp_path):
     assert report.epoch_line(history[1], 40) == (
         "epoch 2/40: loss 1.2500 | val semantic top-1 61.25% (class-weighted 55.50%), "
         "top-1 40.00%, top-5 70.00%, mAP 33.33%")
-    text = report.outputs_lines(tmp_path, tmp_path / ckpt.EXPORT_WEIGHTS)
+    text = report.outputs_lines(tmp_path, tmp_path / export.EXPORT_WEIGHTS)
     assert "plots      accuracy_per_level.png, curves.png" in text and "continue with --resume" in text
 
 
 def test_model_card_falls_back_to_the_pipelines_defaults(tmp_path):
-    card = report.model_card(TrainConfig(data=str(tmp_path), output="o", model="resnet18", input_size=96), 15)
+    config = TrainConfig(data=str(tmp_path), output="o", model="resnet18", input_size=96)
+    card = report.model_card(config, 15, global_batch=64, lr=1.06e-4)
     assert card == {"model": "resnet18", "num_classes": 15, "input_size": 96, "scheme": "semantic",
-                    "weights": "model.pth", "tree": "semantic_tree.json", "image_size": 224, "jpeg_quality": 95}
+                    "weights": "model.safetensors", "tree": "semantic_tree.json", "image_size": 224, "jpeg_quality": 95,
+                    "global_batch": 64, "batch_size_per_rank": 64, "accum_steps": 1, "peak_lr": 1.06e-4,
+                    "optimizer": "adam", "weight_decay": 1e-4, "epochs": 80}

@@ -5,7 +5,8 @@ streaming, the rank's plan, the dataset's tree), ``transforms`` (decode + augmen
 ``precision`` (autocast, input format), ``levels`` (the tree as tensors), ``losses`` (and the
 scheme's criterion), ``model`` (timm models, the run's model, teacher and optimizer),
 ``schedule`` (one-cycle lr), ``train`` (the loop), ``evaluate`` (validation), ``metrics``
-(training sums, validation metrics), ``checkpoint`` (run dir, save/resume, export), ``report``
-(metrics.jsonl, model card, printed lines), ``plots``, ``distributed``, ``predict``. The
-dataset's file names come from ``pipeline.dataset_format``. See trainer/README.md.
+(training sums, validation metrics), ``checkpoint`` (run dir, save/resume), ``export`` (the run
+dir as a timm model folder), ``report`` (metrics.jsonl, model card, printed lines), ``plots``,
+``distributed``, ``predict``. The dataset's file names come from ``pipeline.dataset_format``.
+See trainer/README.md.
 """

@@ -1,4 +1,4 @@
-"""Run-directory files: the resumable training checkpoint and the final model export.
+"""Run-directory files: the resumable training checkpoint (the export is ``trainer.export``).
 
 :func:`claim_run_dir` decides whether a directory may take a run, :func:`save_training` and
 :func:`resume_training` write and read the checkpoint of a run on every rank.
@@ -8,11 +8,6 @@ everything needed to continue exactly: model, optimizer, scheduler, grad scaler,
 step, the metric history and the running sums of the current epoch, and every rank's RNG
 states. The data position needs no state of its own: the sample order is a pure function of
 (seed, epoch) and the step says how many batches of the epoch were consumed.
-
-The export is what downstream users load: ``semantic_tree.json`` (the dataset's tree) and
-``model.json`` (model name, classes, input size, scheme), written when the run starts, and
-``model.pth`` (a plain timm state dict, loadable with
-``timm.create_model(name, num_classes=N).load_state_dict``), written when it ends.
 
 A semantic run's head trains with its rows in level order (``LevelLayout.head_order``, so the
 loss reads its logits without reordering). The checkpoint stores the model and the optimizer as
@@ -25,55 +20,65 @@ Every file is written to a temporary name in the same directory and moved into p
 """
 from __future__ import annotations
 
-import io
 import json
 import random
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hierarchy.atomic import atomic_write_bytes
-from pipeline.dataset_format import TREE_FILE
+from hierarchy.atomic import atomic_path, atomic_write_bytes
 from trainer.config import RESUME_KEYS, ConfigError
-from trainer.distributed import all_gather_objects, barrier
+from trainer.distributed import all_gather_objects, broadcast_flag
 
 CHECKPOINT = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FORMAT = 2  # 2: model and optimizer as trained, with head_rows
-EXPORT_WEIGHTS = "model.pth"
-EXPORT_TREE = TREE_FILE  # a copy of the dataset's tree, beside the weights
-EXPORT_META = "model.json"
+CHECKPOINT_FORMAT = 3  # 2: model and optimizer as trained, with head_rows; 3: + identity
 
 
 def run_files(run_dir: Path) -> list[Path]:
-    """The files a run writes that ``run_dir`` already holds (a previous run's)."""
+    """The files (and the TensorBoard folder) a run writes that ``run_dir`` already holds (a
+    previous run's)."""
     if not run_dir.is_dir():
         return []
-    names = {CHECKPOINT, METRICS_FILE, EXPORT_WEIGHTS, EXPORT_META, EXPORT_TREE}
-    return sorted(p for p in run_dir.iterdir() if p.is_file() and (p.name in names or p.suffix == ".png"))
+    from trainer.export import EXPORT_FILES  # trainer.export reads checkpoints: imported here, not above
+    from trainer.steplog import STEPS_FILE, TENSORBOARD_DIR
+
+    names = {CHECKPOINT, METRICS_FILE, STEPS_FILE, *EXPORT_FILES}
+    return sorted(p for p in run_dir.iterdir()
+                  if (p.is_file() and (p.name in names or p.suffix == ".png")) or (p.is_dir() and p.name == TENSORBOARD_DIR))
 
 
-def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, is_main: bool) -> None:
-    """Make ``run_dir`` ready for a run: a previous run's files stay for ``--resume``, go with
-    ``--overwrite`` (deleted by the main rank) and refuse the run otherwise."""
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
+    """The previous run's files in ``run_dir`` that a new run would delete (``--overwrite``);
+    refuses (:class:`ConfigError`) a directory holding a run without ``--resume`` or
+    ``--overwrite``. Changes nothing: a refused command leaves no trace."""
     previous = run_files(run_dir)
-    if previous and not resume:
-        if not overwrite:
-            raise ConfigError(
-                f"{run_dir} already holds a run ({', '.join(p.name for p in previous)}): "
-                "--resume continues it, --overwrite deletes it and starts over, or choose another --output")
-        if is_main:
-            for path in previous:
-                path.unlink(missing_ok=True)
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if previous and not resume and not overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a run ({', '.join(p.name for p in previous)}): "
+            "--resume continues it, --overwrite deletes it and starts over, or choose another --output")
+    return [] if resume else previous
+
+
+def prepare_run_dir(run_dir: Path, replaced: list[Path]) -> None:
+    """Create ``run_dir`` and delete the ``replaced`` files of a previous run (main rank only,
+    once every check of the new run has passed)."""
+    for path in replaced:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    """``torch.save`` straight into a temp file beside ``path``, flushed and renamed: no second
+    copy of the serialised bytes in memory (a TResNet-M checkpoint is ~630 MB)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def atomic_write_json(obj, path: str | Path) -> None:
@@ -134,35 +139,34 @@ def load_checkpoint(run_dir: str | Path) -> dict | None:
 
 def save_training(run_dir: Path, parts: dict, meta: dict, running: torch.Tensor, is_main: bool) -> None:
     """Write ``checkpoint.pt``: the state dicts of ``parts`` (model, optimizer, ...) under their
-    names, ``meta`` (config, counters, history, ...), and every rank's RNG states and
-    ``running`` sums. A collective: every rank calls it."""
+    names, ``meta`` (identity, counters, history, ...), and every rank's RNG states and
+    ``running`` sums. A collective (every rank calls it); the other ranks go on to the next
+    step at once and wait for the main rank only at the next gradient all-reduce."""
     per_rank = all_gather_objects({"rng": rng_state(), "running": running.cpu()})
     if is_main:
         state = {"format": CHECKPOINT_FORMAT, **meta, "per_rank": per_rank}
         state.update({name: part.state_dict() for name, part in parts.items()})
         save_checkpoint(run_dir, state)
-    barrier()
 
 
-def resume_training(run_dir: Path, parts: dict, config, data_lanes: int, context, running: torch.Tensor,
-                    log) -> dict | None:
-    """Load ``run_dir``'s checkpoint into ``parts``, this rank's RNG states and ``running``;
-    returns the checkpoint (its counters and history), or None when there is none yet.
+def identity_differences(saved: dict, current: dict) -> list[str]:
+    """``name (old -> new)`` for each entry of a run's identity (:func:`run_identity` in
+    ``trainer.train``) that differs between a checkpoint and the command resuming it."""
+    return [f"{key} ({saved.get(key)!r} -> {current[key]!r})" for key in current if saved.get(key) != current[key]]
 
-    Refuses (:class:`ConfigError`) a checkpoint of other settings (``RESUME_KEYS``, data lanes).
-    With another number of ranks the data order is kept, but RNG streams and the epoch's running
-    sums start over (the main rank takes the sum of all ranks')."""
-    state = load_checkpoint(run_dir)
-    if state is None:
-        log(f"--resume: no checkpoint in {run_dir}, starting from scratch")
-        return None
-    saved = state["config"]
-    changed = [k for k in RESUME_KEYS if saved.get(k) != getattr(config, k)]
-    if state["data_lanes"] != data_lanes:
-        changed.append(f"data_lanes ({state['data_lanes']} -> {data_lanes}; pass "
-                       f"--data-lanes {state['data_lanes']} to keep the data order)")
+
+def resume_training(state: dict, parts: dict, identity: dict, context, running: torch.Tensor, log) -> dict:
+    """Load a checkpoint ``state`` (:func:`load_checkpoint`) into ``parts``, this rank's RNG
+    states and ``running``; returns ``state`` (its counters and history).
+
+    Refuses (:class:`ConfigError`) a checkpoint whose identity (every setting that changes what
+    the run computes, the dataset, the data lanes) differs from ``identity``. With another number
+    of ranks the data order is kept, but RNG streams and the epoch's running sums start over (the
+    main rank takes the sum of all ranks')."""
+    changed = identity_differences(state["identity"], identity)
     if changed:
-        raise ConfigError(f"cannot resume {run_dir}: settings differ from the checkpoint: " + ", ".join(changed))
+        raise ConfigError("cannot resume: settings differ from the checkpoint: " + ", ".join(changed)
+                          + " (give the checkpoint's values, or start over with --overwrite)")
     for name, part in parts.items():
         part.load_state_dict(state[name])  # as trained: a level-ordered head needs no reordering
     if state["world_size"] == context.world_size:
@@ -178,36 +182,24 @@ def resume_training(run_dir: Path, parts: dict, config, data_lanes: int, context
     return state
 
 
-def write_model_card(run_dir: str | Path, tree_file: str | Path, meta: dict) -> None:
-    """Write ``semantic_tree.json`` (a copy of the dataset's tree) and ``model.json``."""
-    run_dir = Path(run_dir)
-    atomic_write_bytes(run_dir / EXPORT_TREE, Path(tree_file).read_bytes())
-    atomic_write_json(meta, run_dir / EXPORT_META)
+class CheckpointClock:
+    """When to checkpoint inside an epoch: about every ``minutes`` of wall time and/or every
+    ``steps`` optimizer steps (0 turns either off). All ranks must agree, so in a job of
+    several ranks the main rank's clock decides and is shared by one broadcast every
+    ``sync_steps`` steps (no per-step synchronisation)."""
 
+    def __init__(self, minutes: float, steps: int, context, sync_steps: int = 20):
+        self.seconds, self.steps, self.context, self.sync_steps = minutes * 60.0, steps, context, sync_steps
+        self.restart()
 
-def export_weights(run_dir: str | Path, state_dict: dict) -> Path:
-    """Write the final ``model.pth``: a plain CPU state dict with timm's parameter names."""
-    path = Path(run_dir) / EXPORT_WEIGHTS
-    atomic_torch_save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, path)
-    return path
+    def restart(self) -> None:
+        """Count from now (after each checkpoint)."""
+        self.since = time.monotonic()
 
-
-def read_export(run_dir: str | Path) -> tuple[dict, dict, Path]:
-    """``(meta, state_dict, tree_file)`` of an exported model directory.
-
-    Falls back to the weights inside ``checkpoint.pt`` when the run has not finished yet.
-    """
-    run_dir = Path(run_dir)
-    meta_path = run_dir / EXPORT_META
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: {run_dir} is not a trainer run directory")
-    meta = json.loads(meta_path.read_text())
-    weights = run_dir / EXPORT_WEIGHTS
-    if weights.is_file():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    else:
-        checkpoint = load_checkpoint(run_dir)
-        if checkpoint is None:
-            raise FileNotFoundError(f"{run_dir} holds neither {EXPORT_WEIGHTS} nor {CHECKPOINT}")
-        state = class_order(checkpoint["model"], checkpoint["head_rows"])
-    return meta, state, run_dir / EXPORT_TREE
+    def due(self, global_step: int) -> bool:
+        if self.steps and global_step % self.steps == 0:
+            return True
+        if not self.seconds or (self.context.distributed and global_step % self.sync_steps):
+            return False
+        late = time.monotonic() - self.since >= self.seconds
+        return broadcast_flag(late, self.context.device) if self.context.distributed else late

@@ -1,5 +1,6 @@
 """Command line: ``python -m trainer [train] --data DIR --output RUN ...`` and
-``python -m trainer predict --checkpoint RUN IMAGE...`` (also under ``torchrun``).
+``python -m trainer predict --checkpoint RUN IMAGE...`` and
+``python -m trainer evaluate --run RUN --data DIR`` (training also under ``torchrun``).
 
 The train flags are generated from :class:`trainer.config.TrainConfig`, so ``--help`` always
 documents every setting with its default.
@@ -23,13 +24,25 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text if "default" in text.lower() else super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line (exit 2) that points to ``--help``, not the usage
+    block; no abbreviated flags (``--init-check`` is a typo, not ``--init-checkpoint``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m trainer",
         description="Train a timm model on an ImageNet-21K-P style WebDataset with the semantic "
                     "softmax (default), single-label or multi-label scheme, optionally with "
                     "semantic knowledge distillation. Runs as one process or under torchrun. "
-                    "Subcommand 'predict' (python -m trainer predict -h) prints semantic chains.",
+                    "Subcommand 'predict' (python -m trainer predict -h) prints semantic chains, "
+                    "'evaluate' (python -m trainer evaluate -h) validates trained weights.",
         formatter_class=_HelpFormatter)
     for spec in config_fields():
         meta = dict(spec.metadata)
@@ -50,14 +63,14 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m trainer predict",
         description="Print the semantic chain (root > ... > leaf, with probabilities) a trained "
                     "model predicts for each image.",
         formatter_class=_HelpFormatter)
     parser.add_argument("--checkpoint", required=True, default=argparse.SUPPRESS,
                         help="run directory of a training (model.json, semantic_tree.json and "
-                             "model.pth, or checkpoint.pt while it is still running)")
+                             "model.safetensors, or checkpoint.pt while it is still running)")
     parser.add_argument("images", nargs="+", help="image files or folders of them (any size; squish-resized); "
                                                   "unreadable ones are reported and skipped (exit status 1)")
     parser.add_argument("--strategy", choices=["tree", "argmax"], default="tree",
@@ -71,6 +84,42 @@ def predict_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m trainer evaluate",
+        description="Validate trained weights on a dataset's validation split with training's own "
+                    "validation code; print the metrics of a metrics.jsonl val entry and write eval.json "
+                    "and accuracy_per_level.png.",
+        formatter_class=_HelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run directory of a training (model.json, semantic_tree.json and its "
+                                      "weights, or checkpoint.pt while it is still running)")
+    source.add_argument("--weights", help="a weights file (.safetensors or a torch state dict); needs --model "
+                                          "and --output, the classes are the dataset's")
+    parser.add_argument("--data", required=True, default=argparse.SUPPRESS,
+                        help="dataset directory written by the pipeline (its validation split is evaluated)")
+    parser.add_argument("--output", help="folder for eval.json and accuracy_per_level.png (default with "
+                                         "--run: RUN/eval-<dataset folder name>)")
+    parser.add_argument("--model", help="timm model name of --weights (with --run: from model.json)")
+    parser.add_argument("--scheme", choices=["semantic", "single", "multi"], default="semantic",
+                        help="the scheme --weights were trained with (with --run: from model.json)")
+    parser.add_argument("--input-size", type=int,
+                        help="network input side (default: the run's, from model.json; 224 for --weights)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="validation batch size; the run's (and its --workers) repeat its validation "
+                             "batch for batch")
+    parser.add_argument("--workers", type=int, default=8, help="data-loader worker processes")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto: CUDA when available")
+    parser.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto",
+                        help="mixed precision, as training's --amp (auto: bf16 or fp16 on GPU, off on CPU)")
+    parser.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                        help="channels-last memory format, as training's (auto: on GPU)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="tqdm progress bar")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["predict"]:
@@ -78,13 +127,19 @@ def main(argv: list[str] | None = None) -> int:
 
         args = predict_parser().parse_args(argv[1:])
         return _guarded(lambda: run_predict(args))
+    if argv[:1] == ["evaluate"]:
+        from trainer.evaluate import run_evaluate
+
+        args = evaluate_parser().parse_args(argv[1:])
+        return _guarded(lambda: run_evaluate(args))
     if argv[:1] == ["train"]:
         argv = argv[1:]
     args = train_parser().parse_args(argv)
     try:
         config = TrainConfig(**vars(args))
     except ConfigError as exc:
-        train_parser().error(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from trainer.train import run_training
 
     return _guarded(lambda: run_training(config))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from pipeline.preflight import flag
+
 
 class ConfigError(ValueError):
     """A setting (or a file a setting names) cannot be used."""
@@ -26,8 +28,8 @@ class TrainConfig:
         "dataset directory written by the pipeline (_info.json, shards, semantic_tree.json)",
         required=True))
     output: str = field(default=None, metadata=_flag(
-        "run directory: checkpoint.pt, metrics.jsonl, plots, model.pth, model.json, "
-        "semantic_tree.json", required=True))
+        "run directory: checkpoint.pt, metrics.jsonl, plots, model.json, semantic_tree.json and "
+        "at the end a timm model folder (model.safetensors, config.json, labels.txt)", required=True))
     model: str = field(default="tresnet_m", metadata=_flag(
         "any timm model name (head sized to the tree's classes)"))
     pretrained: bool = field(default=False, metadata=_flag(
@@ -80,7 +82,7 @@ class TrainConfig:
         "semantic KD: timm model name of the teacher (needs --teacher-checkpoint; "
         "--scheme semantic)"))
     teacher_checkpoint: str | None = field(default=None, metadata=_flag(
-        "teacher weights: a trainer run directory or a plain weights file (model.pth)"))
+        "teacher weights: a trainer run directory or a weights file (.safetensors, .pth, timm's .pth.tar)"))
     kd_weight: float = field(default=1.0, metadata=_flag(
         "factor of the semantic KD term added to the semantic loss"))
     kd_top_fraction: float = field(default=0.05, metadata=_flag(
@@ -89,8 +91,10 @@ class TrainConfig:
     input_size: int = field(default=224, metadata=_flag(
         "network input side; the stored 224x224 images are resized on the fly if different "
         "(e.g. 64 for CPU demos)"))
-    randaugment: str = field(default="rand-m9-mstd0.5", metadata=_flag(
-        "timm RandAugment config for training images, or 'none'"))
+    randaugment: str = field(default="rand-m9-mstd101", metadata=_flag(
+        "timm RandAugment config for training images, or 'none'; the default (two of 15 ops per "
+        "image, each with probability 0.5, magnitude uniform in [0, 9] of 10) is timm's form of "
+        "the released code's policy (randaugment 1.0.2: two of 15 ops, p 0.5, magnitude 1-9 of 10)"))
     cutout: float = field(default=0.5, metadata=_flag(
         "Cutout square side as a fraction of the image (paper: 0.5); 0 disables"))
     shuffle_buffer: int = field(default=1000, metadata=_flag(
@@ -144,25 +148,75 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "accum_steps", "input_size", "shuffle_buffer",
-                     "val_every"):
+                     "val_every", "lr_base_size", "log_every"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.workers < 0:
-            raise ConfigError("--workers must be >= 0")
+                raise ConfigError(f"{flag(name)} must be >= 1")
+        for name in ("stop_after_steps", "steps_per_epoch", "data_lanes", "val_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{flag(name)} must be >= 1 (leave it out for the default)")
+        for name in ("lr", "lr_base", "div_factor", "final_div_factor"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"{flag(name)} must be > 0")
+        for name in ("weight_decay", "kd_weight", "workers", "checkpoint_minutes", "checkpoint_every",
+                     "asl_gamma_neg", "asl_gamma_pos", "asl_clip"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{flag(name)} must be >= 0")
+        for name, bounds in (("pct_start", "(0, 1]"), ("kd_top_fraction", "(0, 1]"),
+                             ("label_smoothing", "[0, 1)"), ("cutout", "[0, 1]")):
+            value = getattr(self, name)
+            if not (0 <= value <= 1) or (value == 0 and bounds[0] == "(") or (value == 1 and bounds[-1] == ")"):
+                raise ConfigError(f"{flag(name)} {value} is outside {bounds}")
         if (self.teacher is None) != (self.teacher_checkpoint is None):
             raise ConfigError("--teacher and --teacher-checkpoint go together")
         if self.teacher and self.scheme != "semantic":
             raise ConfigError("semantic KD (--teacher) needs --scheme semantic")
+        if self.pretrained and self.init_checkpoint:
+            raise ConfigError("--pretrained (timm's weights) and --init-checkpoint (a file or run) "
+                              "both give initial weights: give one")
         if self.resume and self.overwrite:
             raise ConfigError("--resume continues the run in --output, --overwrite deletes it: give one")
         if self.randaugment.lower() == "none":
             self.randaugment = ""
+        if self.randaugment:
+            from trainer.transforms import check_randaugment
+
+            check_randaugment(self.randaugment)
+
+    def global_batch(self, world_size: int) -> int:
+        """Samples per optimizer step over all ranks: batch size x ranks x accumulation steps."""
+        return self.batch_size * world_size * self.accum_steps
+
+    def peak_lr(self, world_size: int) -> float:
+        """``--lr``, or ``--lr-base`` scaled to the run's global batch (timm's train.py rule:
+        ratio = global batch / ``--lr-base-size``, its square root for Adam-family optimizers)."""
+        if self.lr is not None:
+            return self.lr
+        return self.lr_base * lr_batch_factor(self.global_batch(world_size), self.lr_base_size,
+                                              self.lr_base_scale, self.optimizer)
 
 
-# Settings that define the data order and the schedule: a resumed run must match them.
-RESUME_KEYS = ("model", "scheme", "epochs", "batch_size", "accum_steps", "lr", "weight_decay",
-               "optimizer", "pct_start", "div_factor", "final_div_factor", "seed",
-               "steps_per_epoch", "input_size", "shuffle_buffer", "teacher")
+def lr_scale_rule(scale: str, optimizer: str) -> str:
+    """``--lr-base-scale`` resolved: ``auto`` is sqrt for Adam-family optimizers (timm's rule)."""
+    if scale == "auto":
+        return "sqrt" if optimizer.startswith("adam") else "linear"
+    return scale
+
+
+def lr_batch_factor(global_batch: int, base_size: int, scale: str, optimizer: str) -> float:
+    """How much the recipe's lr is multiplied by at ``global_batch`` (1 at ``base_size``)."""
+    ratio = global_batch / base_size
+    return {"sqrt": ratio ** 0.5, "linear": ratio, "none": 1.0}[lr_scale_rule(scale, optimizer)]
+
+
+# Settings that change what a run computes: a resumed run must match them (``--resume`` names
+# the ones that differ). The checkpoint also records derived values that must match: the global
+# batch, the peak lr, the data lanes, the mixed precision and the dataset's identity. Settings
+# left out (workers, device, progress, checkpoint and logging cadence, validation batch) only
+# change how a run is carried out, and the new command's values are taken.
+RESUME_KEYS = ("model", "scheme", "epochs", "weight_decay", "optimizer", "pct_start", "div_factor",
+               "final_div_factor", "label_smoothing", "asl_gamma_neg", "asl_gamma_pos", "asl_clip",
+               "teacher", "kd_weight", "kd_top_fraction", "seed", "steps_per_epoch", "input_size",
+               "randaugment", "cutout", "shuffle_buffer", "sync_bn")
 
 
 def config_fields():

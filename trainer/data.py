@@ -8,6 +8,7 @@ the samples of 1 rank x ``W * B``): trainer/README.md, "Data streaming and deter
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 from dataclasses import dataclass
@@ -70,6 +71,16 @@ def load_tree(dataset_dir: str | Path):
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: --data must be a dataset built by the pipeline")
     return SemanticTree.load(path)
+
+
+def dataset_identity(dataset_dir: str | Path) -> str:
+    """A fingerprint of the dataset's content: SHA-256 of ``_info.json`` (shard names and
+    sample counts) and ``semantic_tree.json`` (the classes and their order). The pipeline writes
+    both byte for byte the same for the same build, so a moved or copied dataset keeps it."""
+    digest = hashlib.sha256()
+    for name in (INFO_FILE, TREE_FILE):
+        digest.update(Path(dataset_dir, name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

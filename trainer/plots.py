@@ -13,6 +13,8 @@ from pathlib import Path
 
 from hierarchy.atomic import atomic_write_bytes
 
+ACCURACY_PER_LEVEL = "accuracy_per_level.png"
+
 
 def _save(figure, path: Path) -> None:
     buffer = io.BytesIO()
@@ -47,12 +49,7 @@ def write_plots(history: list[dict], tree, run_dir: str | Path) -> list[Path]:
     validated = [e for e in history if e.get("val")]
     if validated:
         last = validated[-1]
-        path = run_dir / "accuracy_per_level.png"
-        _bars(plt, depths, last["val"]["semantic_top1_per_level"],
-              f"validation top-1 per level, epoch {last['epoch']} (total "
-              f"{last['val']['semantic_top1']:.1f}%, class-weighted "
-              f"{last['val']['semantic_top1_class_weighted']:.1f}%)", "top-1 accuracy [%]", path)
-        written.append(path)
+        written.append(write_accuracy_per_level(last["val"], tree, run_dir, f"epoch {last['epoch']}"))
     with_teacher = [e for e in history if e["train"].get("teacher_confidence")]
     if with_teacher:
         last = with_teacher[-1]
@@ -67,6 +64,21 @@ def write_plots(history: list[dict], tree, run_dir: str | Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def write_accuracy_per_level(val: dict, tree, folder: str | Path, what: str) -> Path:
+    """``folder/accuracy_per_level.png``: the semantic top-1 per level of one validation
+    (``val``, a ``metrics.jsonl`` entry's) of ``what`` (``epoch 3``, a weights file)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(folder) / ACCURACY_PER_LEVEL
+    _bars(plt, list(tree.softmax_levels), val["semantic_top1_per_level"],
+          f"validation top-1 per level, {what} (total {val['semantic_top1']:.1f}%, class-weighted "
+          f"{val['semantic_top1_class_weighted']:.1f}%)", "top-1 accuracy [%]", path)
+    return path
 
 
 def curves_figure(history: list[dict]):

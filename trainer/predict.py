@@ -22,11 +22,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from trainer.checkpoint import read_export
 from trainer.distributed import resolve_device
+from trainer.export import EXPORT_TREE, load_model, read_model_card
 from trainer.levels import LevelLayout
 from trainer.metrics import class_probabilities
-from trainer.model import create_model
 from trainer.transforms import decode_rgb
 
 
@@ -92,17 +91,16 @@ def semantic_chain(probs: torch.Tensor, layout: LevelLayout, strategy: str = "tr
 
 
 def run_predict(args) -> int:
-    """Load the run directory's model and print one chain per image; a file that cannot be read
+    """Load the run directory's model (:func:`trainer.export.load_model`: timm's ``local-dir:``
+    route once the run has exported) and print one chain per image; a file that cannot be read
     is reported on its own line (stderr) and skipped. Returns 1 when any argument failed."""
     from hierarchy import SemanticTree
 
-    meta, state, tree_file = read_export(args.checkpoint)
-    tree = SemanticTree.load(tree_file)
+    meta = read_model_card(args.checkpoint)
+    tree = SemanticTree.load(Path(args.checkpoint) / EXPORT_TREE)
     layout = LevelLayout.from_tree(tree)
     device = resolve_device(args.device, 0)
-    model = create_model(meta["model"], meta["num_classes"])
-    model.load_state_dict(state)
-    model.to(device).eval()
+    model = load_model(args.checkpoint).to(device).eval()
     files, problems = expand_images(args.images)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

@@ -3,12 +3,16 @@ the lines printed about them."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from hierarchy.atomic import atomic_write_text
 from pipeline.dataset_format import read_build_parameters
 from trainer import checkpoint as ckpt
+from trainer import export
+from trainer.config import lr_batch_factor, lr_scale_rule
 from trainer.plots import write_plots
+from trainer.schedule import one_cycle_factor
 
 
 def stored_images(dataset_dir: str | Path) -> dict:
@@ -18,11 +22,55 @@ def stored_images(dataset_dir: str | Path) -> dict:
     return {"image_size": int(params.get("image_size", 224)), "jpeg_quality": int(params.get("jpeg_quality", 95))}
 
 
-def model_card(config, num_classes: int) -> dict:
-    """``model.json``: what loads and feeds the exported weights."""
+def model_card(config, num_classes: int, global_batch: int, lr: float) -> dict:
+    """``model.json``: what loads and feeds the exported weights, and the recipe that trained
+    them (global batch, peak lr, optimizer and weight decay)."""
     return {"model": config.model, "num_classes": num_classes, "input_size": config.input_size,
-            "scheme": config.scheme, "weights": ckpt.EXPORT_WEIGHTS, "tree": ckpt.EXPORT_TREE,
-            **stored_images(config.data)}
+            "scheme": config.scheme, "weights": export.EXPORT_WEIGHTS, "tree": export.EXPORT_TREE,
+            "global_batch": global_batch, "batch_size_per_rank": config.batch_size,
+            "accum_steps": config.accum_steps, "peak_lr": lr, "optimizer": config.optimizer,
+            "weight_decay": config.weight_decay, "epochs": config.epochs, **stored_images(config.data)}
+
+
+def recipe_lines(config, world_size: int, global_batch: int, lr: float, total_steps: int) -> list[str]:
+    """What the run trains with, said at start: the global batch against the recipe's, where the
+    peak lr comes from, and the weight decay in units that compare across optimizers."""
+    batch = (f"global batch {global_batch} = {config.batch_size} per rank x {world_size} rank(s) x "
+             f"{config.accum_steps} accumulation step(s)")
+    if config.lr is not None:
+        source = "--lr"
+        if global_batch != config.lr_base_size:
+            source += f"; the recipe's {config.lr_base:g} is meant for a global batch of {config.lr_base_size}"
+    elif global_batch == config.lr_base_size:
+        source = f"--lr-base at the recipe's global batch {config.lr_base_size}"
+    else:
+        factor = lr_batch_factor(global_batch, config.lr_base_size, config.lr_base_scale, config.optimizer)
+        rule = lr_scale_rule(config.lr_base_scale, config.optimizer)
+        source = (f"--lr-base {config.lr_base:g} x {factor:.4g}: {rule} rule for a global batch of "
+                  f"{global_batch} instead of the recipe's {config.lr_base_size}; --lr sets it directly")
+    return [f"{batch}; peak lr {lr:.3g} ({source})", f"optimizer {decay_text(config, lr, total_steps)}"]
+
+
+def decay_text(config, lr: float, total_steps: int) -> str:
+    """The optimizer and its weight decay: coupled L2 (Adam, the released recipe), or AdamW's
+    decoupled decay with the share of each weight it removes over the whole schedule."""
+    if config.optimizer == "adam":
+        return (f"Adam, L2 weight decay {config.weight_decay:g} coupled into the gradient of weights "
+                "(the released recipe)")
+    kept = decoupled_decay_kept(config, lr, total_steps)
+    return (f"AdamW, decoupled weight decay {config.weight_decay:g}: a weight shrinks by lr x "
+            f"{config.weight_decay:g} per step, {100 * (1 - kept):.3g} % over the whole schedule by decay alone")
+
+
+def decoupled_decay_kept(config, lr: float, total_steps: int, samples: int = 10_000) -> float:
+    """The factor AdamW's decoupled decay alone leaves of a weight after the whole one-cycle
+    schedule: the product of (1 - lr_t x weight decay) over its steps (from ``samples`` steps
+    spread evenly over the schedule when it is longer)."""
+    steps = range(total_steps) if total_steps <= samples else [
+        round(i * (total_steps - 1) / (samples - 1)) for i in range(samples)]
+    log_kept = sum(math.log1p(-lr * config.weight_decay * one_cycle_factor(
+        step, total_steps, config.pct_start, config.div_factor, config.final_div_factor)) for step in steps)
+    return math.exp(log_kept * total_steps / len(steps))
 
 
 def write_epoch_files(run_dir: Path, history: list[dict], tree) -> None:
@@ -47,7 +95,8 @@ def outputs_lines(run_dir: Path, weights: Path) -> str:
     """Where a finished run left its files."""
     plots = ", ".join(p.name for p in sorted(run_dir.glob("*.png")))
     return (f"outputs in {run_dir}:\n"
-            f"  weights    {weights} (plain timm state_dict; semantic_tree.json beside it)\n"
+            f"  model      {weights} with config.json, labels.txt: a timm model folder, "
+            f"timm.create_model(\"local-dir:{run_dir}\", pretrained=True)\n"
             f"  checkpoint {run_dir / ckpt.CHECKPOINT} (continue with --resume)\n"
             f"  metrics    {run_dir / ckpt.METRICS_FILE}\n"
             f"  plots      {plots}")

@@ -14,8 +14,9 @@ exported weights see the class order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -24,9 +25,10 @@ from tqdm import tqdm
 
 from pipeline.dataset_format import TREE_FILE
 from trainer import checkpoint as ckpt
+from trainer import export
 from trainer import report
-from trainer.config import ConfigError, TrainConfig
-from trainer.data import TrainChunks, load_tree, make_loader, rank_batches, rank_plan, read_split
+from trainer.config import RESUME_KEYS, ConfigError, TrainConfig
+from trainer.data import TrainChunks, dataset_identity, load_tree, make_loader, rank_batches, rank_plan, read_split
 from trainer.distributed import DistContext, init_distributed, shutdown
 from trainer.evaluate import evaluate
 from trainer.levels import LevelLayout
@@ -35,14 +37,28 @@ from trainer.metrics import RunningSums
 from trainer.model import build_model, build_teacher, make_optimizer
 from trainer.precision import Precision
 from trainer.schedule import one_cycle_scheduler
+from trainer.steplog import StepLog
 from trainer.transforms import SampleTransform
+
+
+def run_identity(config: TrainConfig, global_batch: int, lr: float, data_lanes: int, precision: Precision) -> dict:
+    """Everything that changes what a run computes (``--resume`` refuses a checkpoint whose
+    identity differs): the settings of ``RESUME_KEYS``, the global batch, the peak lr, the data
+    lanes, the mixed precision, the dataset's content and the teacher's weights file."""
+    identity = {key: getattr(config, key) for key in RESUME_KEYS}
+    identity.update(global_batch=global_batch, peak_lr=lr, data_lanes=data_lanes,
+                    amp=str(precision.amp_dtype).removeprefix("torch.") if precision.amp_dtype else "off",
+                    dataset=dataset_identity(config.data),
+                    teacher_checkpoint=str(Path(config.teacher_checkpoint).resolve()) if config.teacher else None)
+    return identity
 
 
 def run_training(config: TrainConfig) -> int:
     """Train as described by ``config``; returns the process exit code."""
     context = init_distributed(config.device)
     try:
-        Trainer(config, context).fit()
+        with Trainer(config, context) as trainer:
+            trainer.fit()
     finally:
         shutdown()
     return 0
@@ -55,7 +71,11 @@ class Trainer:
         self.config, self.context = config, context
         self.device = context.device
         self.run_dir = Path(config.output)
-        ckpt.claim_run_dir(self.run_dir, config.resume, config.overwrite, context.is_main)
+        # checks first, and nothing written until all pass: a refused command leaves no trace
+        self.replaced = ckpt.check_run_dir(self.run_dir, config.resume, config.overwrite)
+        resumed = ckpt.load_checkpoint(self.run_dir) if config.resume else None
+        if resumed is not None and config.data_lanes is None:  # the order depends on the lanes only
+            config = self.config = replace(config, data_lanes=resumed["data_lanes"])
         torch.manual_seed(config.seed)  # the same initial weights on every rank
 
         self.train_split = read_split(config.data, "train")
@@ -67,11 +87,13 @@ class Trainer:
         if config.steps_per_epoch:
             micro_batches = min(micro_batches, config.steps_per_epoch * config.accum_steps)
         self.steps_per_epoch = micro_batches // config.accum_steps
+        self.global_batch = config.global_batch(context.world_size)
         if self.steps_per_epoch < 1:
             raise ConfigError(
                 f"the train split holds {self.train_split.num_samples} samples: fewer than one "
-                f"optimizer step of {self.plan.global_batch * config.accum_steps} samples")
+                f"optimizer step of {self.global_batch} samples")
         self.micro_per_epoch = self.steps_per_epoch * config.accum_steps
+        self.lr = config.peak_lr(context.world_size)
 
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -84,7 +106,7 @@ class Trainer:
         self.teacher = build_teacher(config, self.layout, self.device, self.precision.channels_last)
         self.kd_loss = (SemanticKDLoss(self.layout, top_fraction=config.kd_top_fraction, logits_order="level")
                         .to(self.device) if self.teacher is not None else None)
-        self.optimizer = make_optimizer(self.model, config, self.device)
+        self.optimizer = make_optimizer(self.model, config, self.lr, self.device)
         self.scheduler = one_cycle_scheduler(
             self.optimizer, config.epochs * self.steps_per_epoch, config.pct_start,
             config.div_factor, config.final_div_factor)
@@ -96,15 +118,17 @@ class Trainer:
         # the training forward (compiled on request); weights, checkpoints and validation use self.model
         self.train_model = torch.compile(self.ddp_model) if config.compile else self.ddp_model
 
+        self.identity = run_identity(config, self.global_batch, self.lr, self.plan.num_lanes, self.precision)
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         self.running = RunningSums(self.layout.num_levels, self.device)
-        if config.resume:
-            state = ckpt.resume_training(self.run_dir, self._stateful(), config, self.plan.num_lanes, context,
-                                         self.running.values, self._log)
-            if state is not None:
-                self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
-                self.history = state["history"]
+        self.checkpoint_clock = ckpt.CheckpointClock(config.checkpoint_minutes, config.checkpoint_every, context)
+        if config.resume and resumed is None:
+            self._log(f"--resume: no checkpoint in {self.run_dir}, starting from scratch")
+        elif resumed is not None:
+            ckpt.resume_training(resumed, self._stateful(), self.identity, context, self.running.values, self._log)
+            self.epoch, self.step, self.global_step = resumed["epoch"], resumed["step"], resumed["global_step"]
+            self.history = resumed["history"]
 
     def _log(self, message: str) -> None:
         if self.context.is_main:
@@ -119,19 +143,24 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint the run (a collective: every rank calls it)."""
-        meta = {"config": asdict(self.config), "data_lanes": self.plan.num_lanes,
+        meta = {"config": asdict(self.config), "identity": self.identity, "data_lanes": self.plan.num_lanes,
                 "world_size": self.context.world_size, "head_rows": self._head_rows(),
                 "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
                 "history": self.history}
         ckpt.save_training(self.run_dir, self._stateful(), meta, self.running.values, self.context.is_main)
+        self.checkpoint_clock.restart()
 
     # ------------------------------------------------------------------------ training
     def fit(self) -> None:
         config = self.config
         if self.context.is_main:
-            ckpt.write_model_card(self.run_dir, Path(config.data) / TREE_FILE,
-                                  report.model_card(config, self.layout.num_classes))
+            ckpt.prepare_run_dir(self.run_dir, self.replaced)
+            export.write_model_card(self.run_dir, Path(config.data) / TREE_FILE,
+                                    report.model_card(config, self.layout.num_classes, self.global_batch, self.lr))
         self._log(self._describe())
+        for line in report.recipe_lines(config, self.context.world_size, self.global_batch, self.lr,
+                                        config.epochs * self.steps_per_epoch):
+            self._log(line)
         while self.epoch < config.epochs:
             if not self._train_epoch():
                 self._log(f"stopped after {self.global_step} steps (--stop-after-steps); continue with --resume")
@@ -146,6 +175,7 @@ class Trainer:
                 entry["val"] = evaluate(self.model, self.val_split, self.layout, config, self.context,
                                         self.precision, self.level_head)
             self.history.append(entry)
+            self.steplog.epoch_end(entry)
             self.epoch, self.step = self.epoch + 1, 0
             self.running = RunningSums(self.layout.num_levels, self.device)
             if self.context.is_main:
@@ -153,19 +183,31 @@ class Trainer:
             self._log(report.epoch_line(entry, config.epochs))
             self.save()
         if self.context.is_main:
-            weights = ckpt.export_weights(self.run_dir, ckpt.class_order(self.model.state_dict(), self._head_rows()))
+            weights = export.export_model(self.run_dir, config.model,
+                                          ckpt.class_order(self.model.state_dict(), self._head_rows()),
+                                          self.tree, config.input_size)
             self._log(report.outputs_lines(self.run_dir, weights))
 
     def _describe(self) -> str:
         config, precision = self.config, self.precision
         return (f"{config.model} / {config.scheme}: {self.layout.num_classes} classes, "
                 f"{self.layout.num_levels} softmax levels, {self.train_split.num_samples} train "
-                f"samples, {self.steps_per_epoch} steps/epoch of "
-                f"{self.plan.global_batch * config.accum_steps} samples, "
+                f"samples, {self.steps_per_epoch} steps/epoch of {self.global_batch} samples, "
                 f"{self.context.world_size} rank(s), device {self.device}, "
                 f"amp {precision.amp_dtype or 'off'}, channels-last {'on' if precision.channels_last else 'off'}, "
                 f"fused optimizer {'on' if self.optimizer.defaults.get('fused') else 'off'}, "
                 f"compile {'on' if config.compile else 'off'}")
+
+    @functools.cached_property
+    def steplog(self) -> StepLog:
+        """The per-step records (``steps.jsonl``, TensorBoard); writes nothing before the first epoch."""
+        return StepLog(self.run_dir, self.config, self.context, self.layout.num_levels, self.steps_per_epoch)
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.steplog.close()
 
     def _train_loader(self):
         config = self.config
@@ -183,7 +225,8 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, initial=self.step, desc=f"epoch {self.epoch + 1}",
                    disable=not (self.context.is_main and config.progress), leave=False)
         started, seen = time.perf_counter(), 0
-        for micro, (images, labels) in enumerate(self._train_loader(), start=self.step * accum):
+        batches = self.steplog.epoch_batches(self._train_loader(), self.running, self.global_step)
+        for micro, (images, labels) in enumerate(batches, start=self.step * accum):
             last_micro = (micro + 1) % accum == 0
             self.train_step(images, labels, last_micro)
             seen += labels.shape[0]
@@ -191,14 +234,14 @@ class Trainer:
                 continue
             self.step, self.global_step = self.step + 1, self.global_step + 1
             bar.update(1)
+            self.steplog.after_step(self.global_step, self.epoch, self.step, self.scheduler.get_last_lr()[0])
             if self.step % 10 == 0 or self.step == self.steps_per_epoch:
                 bar.set_postfix(loss=f"{self.running.mean_loss():.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
             if config.stop_after_steps and self.global_step >= config.stop_after_steps:
                 bar.close()
                 self.save()
                 return False
-            if (config.checkpoint_every and self.global_step % config.checkpoint_every == 0
-                    and self.step < self.steps_per_epoch):
+            if self.step < self.steps_per_epoch and self.checkpoint_clock.due(self.global_step):
                 self.save()
         bar.close()
         elapsed = time.perf_counter() - started

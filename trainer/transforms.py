@@ -63,12 +63,25 @@ def _seeded_global_rngs(seed: int):
         np.random.set_state(np_state)
 
 
+def check_randaugment(config: str) -> None:
+    """Refuse (:class:`~trainer.config.ConfigError`) a RandAugment string timm cannot build."""
+    from timm.data.auto_augment import rand_augment_transform
+
+    from trainer.config import ConfigError
+
+    try:
+        rand_augment_transform(config, {"translate_const": 100, "img_mean": (124, 116, 104)})
+    except Exception as exc:  # timm asserts, or fails to parse a number
+        raise ConfigError(f"--randaugment {config!r} is not a timm RandAugment config such as "
+                          f"'rand-m9-mstd101' ({str(exc) or 'unknown format'}); 'none' turns it off") from None
+
+
 class SampleTransform:
     """Decode (+ augment) one sample: ``transform(jpeg_bytes, seed) -> H x W x 3 uint8``.
 
     Args:
         input_size: output side in pixels (the stored images are 224x224).
-        randaugment: a timm RandAugment config string such as ``"rand-m9-mstd0.5"``, or None.
+        randaugment: a timm RandAugment config string such as ``"rand-m9-mstd101"``, or None.
         cutout_fraction: side of the Cutout square relative to the image (paper: 0.5), 0 = off.
     """
 
