@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from hierarchy.atomic import atomic_path, atomic_write_bytes
-from trainer.config import RESUME_KEYS, ConfigError
+from trainer.config import ConfigError
 from trainer.distributed import all_gather_objects, broadcast_flag
 
 CHECKPOINT = "checkpoint.pt"

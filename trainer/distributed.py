@@ -84,8 +84,3 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
     tensor = torch.tensor([int(flag)], device=device)
     dist.broadcast(tensor, src=0)
     return bool(tensor.item())
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
