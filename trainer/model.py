@@ -205,6 +205,9 @@ def initial_model(config, num_classes: int, log=print) -> nn.Module:
     the classifier as initialised either way; logs one ``init:`` line."""
     if config.pretrained:
         source, overlay = pretrained_source(config.model), {}
+        if "21k" in source.lower():
+            log(f"note: {source} has already been trained on ImageNet-21K; the paper starts from "
+                "ImageNet-1K weights (e.g. --model tresnet_m.miil_in1k; timm.list_pretrained() lists the tags)")
     elif config.init_checkpoint:
         state, source = read_weights(config.init_checkpoint)
         overlay = {"state_dict": state}
