@@ -1,5 +1,6 @@
 """``python -m trainer``: see :mod:`trainer.cli`. Ctrl-C ends with one line and exit status 130."""
 import os
+import signal
 import sys
 
 
@@ -11,6 +12,9 @@ def interrupted_line(argv: list[str]) -> str:
             "checkpoint (checkpoint.pt, written every --checkpoint-minutes and at each epoch end)")
 
 
+# Ctrl-C is KeyboardInterrupt even where the parent left SIGINT ignored (a job started in the
+# background of a script inherits SIG_IGN, and torchrun's own SIGINT would then be lost).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     from trainer.cli import main
 
