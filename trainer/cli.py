@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline.preflight import flag
 from trainer.config import ConfigError, TrainConfig, config_fields
 
 _TYPES = {"str": str, "int": int, "float": float, "str | None": str, "int | None": int,
@@ -46,9 +47,9 @@ def train_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter)
     for spec in config_fields():
         meta = dict(spec.metadata)
-        flag = "--" + spec.name.replace("_", "-")
+        option = flag(spec.name)
         if spec.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec.default,
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=spec.default,
                                 help=meta["help"])
             continue
         kwargs = {"type": _TYPES[spec.type], "help": meta.pop("help")}
@@ -58,7 +59,7 @@ def train_parser() -> argparse.ArgumentParser:
             kwargs["default"] = spec.default
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(option, **kwargs)
     return parser
 
 
