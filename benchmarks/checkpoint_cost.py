@@ -40,7 +40,8 @@ def training_state(model_name: str, classes: int) -> dict:
 
     from trainer.checkpoint import rng_state
     from trainer.config import TrainConfig
-    from trainer.model import create_model, make_optimizer
+    from trainer.initial_weights import create_model
+    from trainer.model import make_optimizer
     from trainer.schedule import one_cycle_scheduler
 
     config = TrainConfig(data="d", output="o", model=model_name)

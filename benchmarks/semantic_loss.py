@@ -7,7 +7,7 @@ alternatives taking turns in every round; best of ``--repeat`` rounds in CPU tim
 
 * plain CE: ``F.cross_entropy(logits, labels)``;
 * single-label scheme: the same with label smoothing 0.2 (``trainer.losses.SingleLabelLoss``);
-* ``trainer.losses.SemanticSoftmaxLoss(tree, label_smoothing=0.2)`` on class-ordered logits
+* ``trainer.losses.SemanticSoftmaxLoss(layout, label_smoothing=0.2)`` on class-ordered logits
   (the public API: one gather into level order, and its backward, around the same function);
 * the same loss with ``logits_order="level"`` on the same logits as a level-ordered head emits
   them (``logits[:, head_order]``, no gather) - the path ``python -m trainer`` takes for the
@@ -90,10 +90,11 @@ def main() -> None:
     logits = torch.randn(args.batch, tree.num_classes, generator=generator).mul_(3)
     logits.requires_grad_()
     labels = torch.randint(0, tree.num_classes, (args.batch,), generator=generator)
-    head_logits = logits.detach().index_select(1, LevelLayout.from_tree(tree).head_order)
+    layout = LevelLayout.from_tree(tree)
+    head_logits = logits.detach().index_select(1, layout.head_order)
     head_logits.requires_grad_()
-    semantic, single = SemanticSoftmaxLoss(tree, label_smoothing=0.2), SingleLabelLoss(0.2)
-    semantic_level = SemanticSoftmaxLoss(tree, label_smoothing=0.2, logits_order="level")
+    semantic, single = SemanticSoftmaxLoss(layout, label_smoothing=0.2), SingleLabelLoss(0.2)
+    semantic_level = SemanticSoftmaxLoss(layout, label_smoothing=0.2, logits_order="level")
     levels = [torch.tensor(level) for level in tree.levels]
     targets = torch.as_tensor(tree.target_table)[labels]
     candidates = {

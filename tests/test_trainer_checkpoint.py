@@ -1,5 +1,4 @@
-"""trainer.checkpoint: the run directory's claim, save/resume of a run (one process), the
-class-order view of a level-ordered head."""
+"""trainer.checkpoint: save/resume of a run (one process), the identity check, the checkpoint clock."""
 from __future__ import annotations
 
 import pytest
@@ -9,26 +8,9 @@ from torch import nn
 from trainer import checkpoint as ckpt
 from trainer.config import ConfigError
 from trainer.distributed import DistContext
+from trainer.head_order import head_rows
 
 CPU = DistContext(0, 1, 0, torch.device("cpu"))
-
-
-def test_a_run_dir_is_checked_without_a_trace_then_prepared(tmp_path):
-    run = tmp_path / "run"
-    assert ckpt.check_run_dir(run, resume=False, overwrite=False) == []
-    assert not run.exists()  # checking leaves nothing behind
-    ckpt.prepare_run_dir(run, [])
-    assert run.is_dir()
-    for name in (ckpt.CHECKPOINT, ckpt.METRICS_FILE, "curves.png"):
-        (run / name).write_bytes(b"old")
-    (run / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="already holds a run .*checkpoint.pt.*--resume.*--overwrite"):
-        ckpt.check_run_dir(run, resume=False, overwrite=False)
-    assert ckpt.check_run_dir(run, resume=True, overwrite=False) == []
-    replaced = ckpt.check_run_dir(run, resume=False, overwrite=True)
-    assert (run / ckpt.CHECKPOINT).is_file()  # deleted only once the new run has passed its checks
-    ckpt.prepare_run_dir(run, replaced)
-    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # only a run's own files go
 
 
 def _run(seed: int):
@@ -53,7 +35,7 @@ IDENTITY = {"model": "test_vit", "global_batch": 64, "peak_lr": 3e-4, "dataset":
 
 def _meta(**counters) -> dict:
     return {"config": {}, "identity": IDENTITY, "data_lanes": 4, "world_size": 1,
-            "head_rows": ckpt.head_rows([], None), "history": [], **counters}
+            "head_rows": head_rows([], None), "history": [], **counters}
 
 
 def test_save_then_resume_restores_parts_rng_and_running_sums(tmp_path):
@@ -96,15 +78,3 @@ def test_the_checkpoint_clock_counts_steps_and_minutes():
     assert soon.due(1)  # its minutes have passed
     later = ckpt.CheckpointClock(minutes=60, steps=0, context=CPU)
     assert not later.due(1)
-
-
-def test_class_order_undoes_a_level_ordered_head():
-    order = torch.tensor([2, 0, 1])  # row r holds class order[r]
-    head = {"fc.weight": torch.tensor([[20.0], [0.0], [10.0]]), "fc.bias": torch.tensor([2.0, 0.0, 1.0]),
-            "body.weight": torch.ones(1)}
-    rows = ckpt.head_rows(["fc.weight", "fc.bias"], order)
-    back = ckpt.class_order(head, rows)
-    assert back["fc.weight"].flatten().tolist() == [0.0, 10.0, 20.0]
-    assert back["fc.bias"].tolist() == [0.0, 1.0, 2.0]
-    assert back["body.weight"] is head["body.weight"]
-    assert ckpt.class_order(head, ckpt.head_rows([], order)) is head

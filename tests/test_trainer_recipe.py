@@ -11,7 +11,8 @@ import torch
 
 from trainer.checkpoint import identity_differences
 from trainer.config import RESUME_KEYS, TrainConfig
-from trainer.model import create_model, make_optimizer
+from trainer.initial_weights import create_model
+from trainer.model import make_optimizer
 from trainer.precision import Precision
 from trainer.report import decoupled_decay_kept, recipe_lines
 from trainer.schedule import one_cycle_scheduler

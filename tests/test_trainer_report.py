@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 from tests.trainer_fixtures import fixture_tree
-from trainer import checkpoint as ckpt
 from trainer import export
 from trainer import report
 from trainer.config import TrainConfig
@@ -17,7 +16,7 @@ def test_epoch_files_and_lines(tmp_path):
     history = [{"epoch": 1, "global_step": 5, "lr": 0.001, "train": {"loss": 2.5}},
                {"epoch": 2, "global_step": 10, "lr": 0.0005, "train": {"loss": 1.25}, "val": VAL}]
     report.write_epoch_files(tmp_path, history, fixture_tree())
-    lines = (tmp_path / ckpt.METRICS_FILE).read_text().splitlines()
+    lines = (tmp_path / report.METRICS_FILE).read_text().splitlines()
     assert [json.loads(line) for line in lines] == history
     assert lines[0] == json.dumps(history[0], sort_keys=True)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["accuracy_per_level.png", "curves.png"]

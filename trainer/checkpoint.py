@@ -1,88 +1,44 @@
-"""Run-directory files: the resumable training checkpoint (the export is ``trainer.export``).
+"""The resumable training checkpoint ``RUN_DIR/checkpoint.pt``: saving it, loading it, resuming from it.
 
-:func:`claim_run_dir` decides whether a directory may take a run, :func:`save_training` and
-:func:`resume_training` write and read the checkpoint of a run on every rank.
+The checkpoint (written at every epoch end, about every ``--checkpoint-minutes`` and every
+``--checkpoint-every`` steps: :class:`CheckpointClock`) holds everything needed to continue
+exactly: model, optimizer, scheduler, grad scaler, epoch and step, the metric history, and every
+rank's running sums of the current epoch and RNG states (:func:`rng_state`). The data position
+needs no state of its own: the sample order is a pure function of (seed, epoch) and the step
+says how many batches of the epoch were consumed. :func:`save_training` and
+:func:`resume_training` write and read it on every rank.
 
-``RUN_DIR/checkpoint.pt`` (written every epoch and every ``--checkpoint-every`` steps) holds
-everything needed to continue exactly: model, optimizer, scheduler, grad scaler, epoch and
-step, the metric history and the running sums of the current epoch, and every rank's RNG
-states. The data position needs no state of its own: the sample order is a pure function of
-(seed, epoch) and the step says how many batches of the epoch were consumed.
+A semantic run's head trains with its rows in level order (``trainer.head_order``); the
+checkpoint stores the model and the optimizer as they train, plus ``head_rows`` (the head's
+tensors and their order), so resuming loads them as they are.
 
-A semantic run's head trains with its rows in level order (``LevelLayout.head_order``, so the
-loss reads its logits without reordering). The checkpoint stores the model and the optimizer as
-they train, plus ``head_rows`` (the head's tensors and their order), so resuming loads them as
-they are; only the export (and a prediction from a running checkpoint) turns the head back to
-class order (output ``c`` is class ``c``) with :func:`class_order`.
-
-Every file is written to a temporary name in the same directory and moved into place with
-``os.replace``, so a crash never leaves a torn file.
+It is written to a temporary name in the same directory and moved into place with
+``os.replace``, so a crash never leaves a torn file. Claiming the run directory is
+``trainer.run_dir``'s job; the exported model is ``trainer.export``'s.
 """
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hierarchy.atomic import atomic_path, atomic_write_bytes
+from hierarchy.atomic import atomic_path
 from trainer.config import ConfigError
 from trainer.distributed import all_gather_objects, broadcast_flag
 
 CHECKPOINT = "checkpoint.pt"
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FORMAT = 3  # 2: model and optimizer as trained, with head_rows; 3: + identity
-
-
-def run_files(run_dir: Path) -> list[Path]:
-    """The files (and the TensorBoard folder) a run writes that ``run_dir`` already holds (a
-    previous run's)."""
-    if not run_dir.is_dir():
-        return []
-    from trainer.export import EXPORT_FILES  # trainer.export reads checkpoints: imported here, not above
-    from trainer.steplog import STEPS_FILE, TENSORBOARD_DIR
-
-    names = {CHECKPOINT, METRICS_FILE, STEPS_FILE, *EXPORT_FILES}
-    return sorted(p for p in run_dir.iterdir()
-                  if (p.is_file() and (p.name in names or p.suffix == ".png")) or (p.is_dir() and p.name == TENSORBOARD_DIR))
-
-
-def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
-    """The previous run's files in ``run_dir`` that a new run would delete (``--overwrite``);
-    refuses (:class:`ConfigError`) a directory holding a run without ``--resume`` or
-    ``--overwrite``. Changes nothing: a refused command leaves no trace."""
-    previous = run_files(run_dir)
-    if previous and not resume and not overwrite:
-        raise ConfigError(
-            f"{run_dir} already holds a run ({', '.join(p.name for p in previous)}): "
-            "--resume continues it, --overwrite deletes it and starts over, or choose another --output")
-    return [] if resume else previous
-
-
-def prepare_run_dir(run_dir: Path, replaced: list[Path]) -> None:
-    """Create ``run_dir`` and delete the ``replaced`` files of a previous run (main rank only,
-    once every check of the new run has passed)."""
-    for path in replaced:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
     """``torch.save`` straight into a temp file beside ``path``, flushed and renamed: no second
-    copy of the serialised bytes in memory (a TResNet-M checkpoint is ~630 MB)."""
+    copy of the serialised bytes in memory (a checkpoint of a large model is hundreds of MB:
+    ``benchmarks/checkpoint_cost.py`` measures the writer)."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def atomic_write_json(obj, path: str | Path) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def rng_state() -> dict:
@@ -95,33 +51,12 @@ def rng_state() -> dict:
 
 
 def restore_rng_state(state: dict) -> None:
+    """Set this process's RNG states to those :func:`rng_state` took."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-def head_rows(keys: list[str], order: torch.Tensor) -> dict:
-    """What a checkpoint records of a level-ordered head: its tensors' names and the class of each
-    row (none for a head in class order)."""
-    return {"keys": list(keys), "order": order.tolist() if keys else []}
-
-
-def class_order(state: dict, rows: dict) -> dict:
-    """A copy of the state dict ``state`` with the head described by ``rows`` (:func:`head_rows`)
-    back in class order; the other tensors are shared."""
-    if not rows["keys"]:
-        return state
-    back = torch.argsort(torch.tensor(rows["order"]))  # class c sits in row order.index(c)
-    keys = set(rows["keys"])
-    return {k: v.index_select(0, back.to(v.device)) if k in keys else v for k, v in state.items()}
-
-
-def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
-    path = Path(run_dir) / CHECKPOINT
-    atomic_torch_save(state, path)
-    return path
 
 
 def load_checkpoint(run_dir: str | Path) -> dict | None:
@@ -146,7 +81,7 @@ def save_training(run_dir: Path, parts: dict, meta: dict, running: torch.Tensor,
     if is_main:
         state = {"format": CHECKPOINT_FORMAT, **meta, "per_rank": per_rank}
         state.update({name: part.state_dict() for name, part in parts.items()})
-        save_checkpoint(run_dir, state)
+        atomic_torch_save(state, Path(run_dir) / CHECKPOINT)
 
 
 def identity_differences(saved: dict, current: dict) -> list[str]:

@@ -1,5 +1,5 @@
 """Command line: ``python -m trainer [train] --data DIR --output RUN ...`` and
-``python -m trainer predict --checkpoint RUN IMAGE...`` and
+``python -m trainer predict --run RUN IMAGE...`` and
 ``python -m trainer evaluate --run RUN --data DIR`` (training also under ``torchrun``).
 
 The train flags are generated from :class:`trainer.config.TrainConfig`, so ``--help`` always
@@ -15,6 +15,8 @@ from trainer.config import ConfigError, TrainConfig, config_fields
 
 _TYPES = {"str": str, "int": int, "float": float, "str | None": str, "int | None": int,
           "float | None": float}
+# former flag names that still work, hidden from --help: predict's --checkpoint took a run directory
+PREDICT_ALIASES = {"--checkpoint": "--run"}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -69,7 +71,7 @@ def predict_parser() -> argparse.ArgumentParser:
         description="Print the semantic chain (root > ... > leaf, with probabilities) a trained "
                     "model predicts for each image.",
         formatter_class=_HelpFormatter)
-    parser.add_argument("--checkpoint", required=True, default=argparse.SUPPRESS,
+    parser.add_argument("--run", metavar="RUN_DIR", required=True, default=argparse.SUPPRESS,
                         help="run directory of a training (model.json, semantic_tree.json and "
                              "model.safetensors, or checkpoint.pt while it is still running)")
     parser.add_argument("images", nargs="+", help="image files or folders of them (any size; squish-resized); "
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["predict"]:
         from trainer.predict import run_predict
 
-        args = predict_parser().parse_args(argv[1:])
+        args = predict_parser().parse_args(renamed_flags(argv[1:], PREDICT_ALIASES))
         return _guarded(lambda: run_predict(args))
     if argv[:1] == ["evaluate"]:
         from trainer.evaluate import run_evaluate
@@ -144,6 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.train import run_training
 
     return _guarded(lambda: run_training(config))
+
+
+def renamed_flags(argv: list[str], aliases: dict[str, str]) -> list[str]:
+    """``argv`` with each former flag name in ``aliases`` (``--old`` or ``--old=VALUE``) given its
+    current name; arguments after ``--`` are left alone."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        name, equals, value = arg.partition("=")
+        if name in aliases:
+            out[i] = aliases[name] + equals + value
+    return out
 
 
 def _guarded(action) -> int:

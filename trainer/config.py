@@ -178,8 +178,6 @@ class TrainConfig:
         if self.randaugment.lower() == "none":
             self.randaugment = ""
         if self.randaugment:
-            from trainer.transforms import check_randaugment
-
             check_randaugment(self.randaugment)
 
     def global_batch(self, world_size: int) -> int:
@@ -193,6 +191,18 @@ class TrainConfig:
             return self.lr
         return self.lr_base * lr_batch_factor(self.global_batch(world_size), self.lr_base_size,
                                               self.lr_base_scale, self.optimizer)
+
+
+def check_randaugment(config: str) -> None:
+    """Refuse (:class:`ConfigError`) a RandAugment string timm cannot build (``trainer.transforms``
+    builds it)."""
+    from timm.data.auto_augment import rand_augment_transform
+
+    try:
+        rand_augment_transform(config, {"translate_const": 100, "img_mean": (124, 116, 104)})
+    except Exception as exc:  # timm asserts, or fails to parse a number
+        raise ConfigError(f"--randaugment {config!r} is not a timm RandAugment config such as "
+                          f"'rand-m9-mstd101' ({str(exc) or 'unknown format'}); 'none' turns it off") from None
 
 
 def lr_scale_rule(scale: str, optimizer: str) -> str:

@@ -69,7 +69,7 @@ def load_tree(dataset_dir: str | Path):
 
     path = Path(dataset_dir) / TREE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --data must be a dataset built by the pipeline")
+        raise DataError(f"{path} not found: --data must be a dataset built by the pipeline")
     return SemanticTree.load(path)
 
 

@@ -46,55 +46,38 @@ def evaluate(model, val_split: Split, layout: LevelLayout, config, context, prec
 EVAL_FILE = "eval.json"
 
 
-def read_weights(args) -> tuple[dict, dict, object]:
-    """``(card, class-order state dict, tree)`` of what ``evaluate`` was given: a run directory
-    (its model card and tree) or a weights file with ``--model`` / ``--scheme`` (the dataset's
-    tree)."""
+def evaluated_model(args) -> tuple[dict, torch.nn.Module, object]:
+    """``(card, model, tree)`` of what ``evaluate`` was given: a run directory (its model card and
+    tree) or a weights file with ``--model`` / ``--scheme`` (the dataset's tree); the model
+    (:func:`~trainer.trained_model.load_trained_model`) on the CPU, head in class order."""
     from hierarchy import SemanticTree
     from trainer.data import load_tree
-    from trainer.export import read_export
-    from trainer.model import read_weights
+    from trainer.trained_model import load_trained_model
 
     tree = load_tree(args.data)
     if args.run:
-        card, state, tree_file = read_export(args.run)
-        run_tree = SemanticTree.load(tree_file)
+        trained = load_trained_model(args.run)
+        run_tree = SemanticTree.load(trained.tree_file)
         if list(run_tree.class_list) != list(tree.class_list):
             raise ConfigError(f"{args.data} holds other classes than the run {args.run} was trained on "
-                              f"({tree.num_classes} vs {run_tree.num_classes} in its {Path(tree_file).name})")
-        return card, state, run_tree
+                              f"({tree.num_classes} vs {run_tree.num_classes} in its {Path(trained.tree_file).name})")
+        return trained.card, trained.model, run_tree
     if not (args.model and args.output):
         raise ConfigError("--weights needs --model (its timm name) and --output (where the results go)")
     card = {"model": args.model, "scheme": args.scheme, "input_size": args.input_size or 224}
-    return card, read_weights(args.weights)[0], tree
+    return card, load_trained_model(args.weights, args.model, tree.num_classes).model, tree
 
 
 def output_folder(args) -> Path:
     """``--output``, or ``RUN/eval-<dataset folder name>``; never a training run's own folder
     (its ``accuracy_per_level.png`` is the training's)."""
-    from trainer.checkpoint import METRICS_FILE
+    from trainer.report import METRICS_FILE
 
     folder = Path(args.output) if args.output else Path(args.run) / f"eval-{Path(args.data).resolve().name}"
     if (folder / METRICS_FILE).exists():
         raise ConfigError(f"--output {folder} holds a training run ({METRICS_FILE}): its plots are the "
                           "training's; choose another folder")
     return folder
-
-
-def fitted_model(card: dict, state: dict, layout: LevelLayout, source: str):
-    """The timm model of ``card`` holding ``state``; a semantic model's head in level order, as
-    training validates it (``trainer.train``), so the logits are computed the same way."""
-    from trainer.model import create_model, permute_classifier
-
-    model = create_model(card["model"], layout.num_classes)
-    try:
-        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-    except RuntimeError as exc:
-        raise ConfigError(f"the weights of {source} do not fit {card['model']} with {layout.num_classes} "
-                          f"classes: {str(exc).strip().splitlines()[0]}") from None
-    if card.get("scheme", "semantic") == "semantic":
-        permute_classifier(model, layout.head_order)
-    return model
 
 
 def metrics_lines(val: dict, depths) -> list[str]:
@@ -118,9 +101,10 @@ def run_evaluate(args) -> int:
     from trainer.config import TrainConfig
     from trainer.data import read_split
     from trainer.distributed import DistContext, resolve_device
+    from trainer.head_order import permute_classifier
     from trainer.plots import write_accuracy_per_level
 
-    card, state, tree = read_weights(args)
+    card, model, tree = evaluated_model(args)
     folder = output_folder(args)
     source = args.run or args.weights
     config = TrainConfig(data=args.data, output=str(folder), model=card["model"],
@@ -129,7 +113,8 @@ def run_evaluate(args) -> int:
                          channels_last=args.channels_last, progress=args.progress)
     val_split = read_split(args.data, "validation")
     layout = LevelLayout.from_tree(tree)
-    model = fitted_model(card, state, layout, source)
+    if config.scheme == "semantic":  # the head in level order, as training validates it
+        permute_classifier(model, layout.head_order)
     device = resolve_device(args.device, 0)
     precision = Precision.of(config, device)
     model = model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)

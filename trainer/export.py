@@ -15,7 +15,8 @@ Written when it ends, in timm's local-dir / Hugging Face hub layout (``timm.mode
 So ``timm.create_model("local-dir:RUN", pretrained=True)`` is the trained model and
 ``timm.data.resolve_data_config({}, model=m)`` its preprocessing. Each file is written to a
 temporary name in the run directory and moved into place (``hierarchy.atomic``); the weights go
-last, so their presence marks a finished export.
+last, so their presence marks a finished export. :func:`read_export` reads a run's weights back
+(``trainer.trained_model`` builds the model from them).
 """
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ from pathlib import Path
 
 import timm
 from safetensors.torch import load_file
-from torch import nn
 
 from hierarchy.atomic import atomic_path, atomic_write_bytes, atomic_write_text, temp_path
 from pipeline.dataset_format import TREE_FILE
-from trainer.checkpoint import CHECKPOINT, atomic_write_json, class_order, load_checkpoint
+from trainer.checkpoint import CHECKPOINT, load_checkpoint
+from trainer.head_order import class_order
 
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONFIG = "config.json"
@@ -46,7 +47,7 @@ def write_model_card(run_dir: str | Path, tree_file: str | Path, meta: dict) -> 
     """Write ``semantic_tree.json`` (a copy of the dataset's tree) and ``model.json``."""
     run_dir = Path(run_dir)
     atomic_write_bytes(run_dir / EXPORT_TREE, Path(tree_file).read_bytes())
-    atomic_write_json(meta, run_dir / EXPORT_META)
+    atomic_write_text(run_dir / EXPORT_META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def data_config(input_size: int) -> dict:
@@ -109,15 +110,3 @@ def read_export(run_dir: str | Path) -> tuple[dict, dict, Path]:
             raise FileNotFoundError(f"{run_dir} holds neither {EXPORT_WEIGHTS} nor {CHECKPOINT}")
         state = class_order(checkpoint["model"], checkpoint["head_rows"])
     return meta, state, run_dir / EXPORT_TREE
-
-
-def load_model(run_dir: str | Path) -> nn.Module:
-    """The run's model (CPU, class order): timm's own ``local-dir:`` route once the run has
-    exported, else timm's architecture with the weights of ``checkpoint.pt``."""
-    run_dir = Path(run_dir)
-    if (run_dir / EXPORT_WEIGHTS).is_file() and (run_dir / EXPORT_CONFIG).is_file():
-        return timm.create_model(f"local-dir:{run_dir}", pretrained=True)
-    meta, state, _ = read_export(run_dir)
-    model = timm.create_model(meta["model"], num_classes=meta["num_classes"])
-    model.load_state_dict(state)
-    return model

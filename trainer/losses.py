@@ -14,6 +14,9 @@ over equally sized rank batches yields the gradient of the global-batch loss.
   with the asymmetric loss (ASL).
 * :class:`SemanticKDLoss` - paper 3.3.3 / appendix F: per-level MSE between teacher and student
   probabilities weighted by the teacher confidence.
+
+The losses of the tree take its :class:`~trainer.levels.LevelLayout` (``layout``; a
+``hierarchy.SemanticTree`` given in its place is laid out first).
 """
 from __future__ import annotations
 
@@ -26,13 +29,12 @@ from torch import nn
 from trainer.levels import LevelLayout, multi_hot
 
 
-def _layout(tree) -> LevelLayout:
-    return tree if isinstance(tree, LevelLayout) else LevelLayout.from_tree(tree)
+def _as_layout(layout) -> LevelLayout:
+    """``layout`` itself, or the :class:`LevelLayout` of a ``hierarchy.SemanticTree`` given in its place."""
+    return layout if isinstance(layout, LevelLayout) else LevelLayout.from_tree(layout)
 
 
 LOGITS_ORDERS = ("class", "level")
-
-
 LOG2_E = 1.0 / math.log(2.0)
 
 
@@ -56,7 +58,8 @@ def _level_exps(logits: torch.Tensor, sizes: tuple[int, ...]):
     are 0, with each level's sum of exps, log-sum-exp and mean logit as ``[B, L]``.
 
     On the CPU the exps are taken unshifted, ``exp2(z * log2(e))`` (a multiply, then ``exp2_``:
-    Sleef's ``exp2``; ``torch.exp`` calls MKL's, several times slower on some CPUs), and kept
+    Sleef's ``exp2``; ``torch.exp`` calls MKL's, several times slower on some CPUs -
+    ``benchmarks/semantic_loss.py`` times the loss on the machine at hand), and kept
     when every level's sum lies in ``[sqrt(tiny), inf)`` of the dtype (float32 keeps its full
     precision there; it holds for logits between about -43 and 80). That check reads a flag on
     the host: free on the CPU, a synchronisation on a GPU. Otherwise, and on GPUs, each level is
@@ -144,9 +147,9 @@ class SemanticSoftmaxLoss(nn.Module):
     ``last_level_losses`` holds the unweighted ``L_i`` of the latest call (detached), for logs.
     """
 
-    def __init__(self, tree, label_smoothing: float = 0.2, logits_order: str = "class"):
+    def __init__(self, layout: LevelLayout, label_smoothing: float = 0.2, logits_order: str = "class"):
         super().__init__()
-        layout = _layout(tree)
+        layout = _as_layout(layout)
         self.label_smoothing = float(label_smoothing)
         self.logits_order = _check_logits_order(logits_order)
         self.register_buffer("head_order", layout.head_order.clone(), persistent=False)
@@ -195,10 +198,10 @@ class AsymmetricMultiLabelLoss(nn.Module):
     with ``disable_torch_grad_focal_loss``.
     """
 
-    def __init__(self, tree, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
+    def __init__(self, layout: LevelLayout, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
                  eps: float = 1e-8):
         super().__init__()
-        layout = _layout(tree)
+        layout = _as_layout(layout)
         self.num_classes = layout.num_classes
         self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
         self.register_buffer("chain_table", layout.chain_table.clone(), persistent=False)
@@ -250,9 +253,9 @@ class SemanticKDLoss(nn.Module):
     ``last_confidence`` keeps the batch-mean ``P_i`` per level (detached) for paper Fig. 7.
     """
 
-    def __init__(self, tree, top_fraction: float = 0.05, logits_order: str = "class"):
+    def __init__(self, layout: LevelLayout, top_fraction: float = 0.05, logits_order: str = "class"):
         super().__init__()
-        layout = _layout(tree)
+        layout = _as_layout(layout)
         self.slices = layout.level_slices()
         self.top_fraction = float(top_fraction)
         self.logits_order = _check_logits_order(logits_order)

@@ -23,26 +23,31 @@ import torch
 from PIL import Image
 
 from trainer.distributed import resolve_device
-from trainer.export import EXPORT_TREE, load_model, read_model_card
 from trainer.levels import LevelLayout
 from trainer.metrics import class_probabilities
+from trainer.trained_model import load_trained_model
 from trainer.transforms import decode_rgb
+
+
+class UnreadableImage(ValueError):
+    """An input image that cannot be read or decoded (its message: ``PATH: not a readable image (...)``)."""
 
 
 def load_image(path: str | Path, size: int, stored_size: int = 224, quality: int = 95) -> torch.Tensor:
     """``[1, 3, size, size]`` float image in [0, 1], the pixels training saw for such a file: the
     pipeline's own :func:`pipeline.images.squish_resize` to the dataset's stored JPEG
-    (``stored_size``² at ``quality``: the bytes a shard would hold), then the trainer's decode."""
+    (``stored_size``² at ``quality``: the bytes a shard would hold), then the trainer's decode.
+    Raises :class:`UnreadableImage` for a file that cannot be read or is no image."""
     from pipeline.images import BadImage, squish_resize
 
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise FileNotFoundError(f"{path}: not a readable image ({exc.strerror or exc})") from None
+        raise UnreadableImage(f"{path}: not a readable image ({exc.strerror or exc})") from None
     try:
         jpeg = squish_resize(data, stored_size, quality)
     except BadImage as exc:
-        raise FileNotFoundError(f"{path}: not a readable image ({exc})") from None
+        raise UnreadableImage(f"{path}: not a readable image ({exc})") from None
     array = decode_rgb(jpeg, size)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
@@ -91,16 +96,18 @@ def semantic_chain(probs: torch.Tensor, layout: LevelLayout, strategy: str = "tr
 
 
 def run_predict(args) -> int:
-    """Load the run directory's model (:func:`trainer.export.load_model`: timm's ``local-dir:``
-    route once the run has exported) and print one chain per image; a file that cannot be read
-    is reported on its own line (stderr) and skipped. Returns 1 when any argument failed."""
+    """Load the model of the run directory ``args.run`` (:func:`~trainer.trained_model.load_trained_model`:
+    its export, or the weights in ``checkpoint.pt`` while it runs) and print one chain per image;
+    a file that cannot be read is reported on its own line (stderr) and skipped. Returns 1 when
+    any argument failed."""
     from hierarchy import SemanticTree
 
-    meta = read_model_card(args.checkpoint)
-    tree = SemanticTree.load(Path(args.checkpoint) / EXPORT_TREE)
+    trained = load_trained_model(args.run)
+    meta = trained.card
+    tree = SemanticTree.load(trained.tree_file)
     layout = LevelLayout.from_tree(tree)
     device = resolve_device(args.device, 0)
-    model = load_model(args.checkpoint).to(device).eval()
+    model = trained.model.to(device).eval()
     files, problems = expand_images(args.images)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -109,7 +116,7 @@ def run_predict(args) -> int:
         try:
             image = load_image(path, int(meta["input_size"]), int(meta.get("image_size", 224)),
                                int(meta.get("jpeg_quality", 95))).to(device)
-        except FileNotFoundError as exc:
+        except UnreadableImage as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue

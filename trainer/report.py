@@ -8,11 +8,13 @@ from pathlib import Path
 
 from hierarchy.atomic import atomic_write_text
 from pipeline.dataset_format import read_build_parameters
-from trainer import checkpoint as ckpt
 from trainer import export
+from trainer.checkpoint import CHECKPOINT
 from trainer.config import lr_batch_factor, lr_scale_rule
 from trainer.plots import write_plots
 from trainer.schedule import one_cycle_factor
+
+METRICS_FILE = "metrics.jsonl"
 
 
 def stored_images(dataset_dir: str | Path) -> dict:
@@ -75,7 +77,7 @@ def decoupled_decay_kept(config, lr: float, total_steps: int, samples: int = 10_
 
 def write_epoch_files(run_dir: Path, history: list[dict], tree) -> None:
     """``metrics.jsonl`` (one line per epoch so far) and the plots of ``history``."""
-    atomic_write_text(run_dir / ckpt.METRICS_FILE, "".join(json.dumps(e, sort_keys=True) + "\n" for e in history))
+    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(e, sort_keys=True) + "\n" for e in history))
     write_plots(history, tree, run_dir)
 
 
@@ -97,6 +99,6 @@ def outputs_lines(run_dir: Path, weights: Path) -> str:
     return (f"outputs in {run_dir}:\n"
             f"  model      {weights} with config.json, labels.txt: a timm model folder, "
             f"timm.create_model(\"local-dir:{run_dir}\", pretrained=True)\n"
-            f"  checkpoint {run_dir / ckpt.CHECKPOINT} (continue with --resume)\n"
-            f"  metrics    {run_dir / ckpt.METRICS_FILE}\n"
+            f"  checkpoint {run_dir / CHECKPOINT} (continue with --resume)\n"
+            f"  metrics    {run_dir / METRICS_FILE}\n"
             f"  plots      {plots}")

@@ -2,8 +2,9 @@
 
 Per epoch: stream the rank's share of every global batch (``trainer.data.rank_plan``), forward
 under mixed precision (``trainer.precision``), the scheme's loss (``trainer.losses``, + semantic
-KD), accumulate gradients over ``--accum-steps`` micro-batches, AdamW + one-cycle step
-(:meth:`Trainer.train_step`); checkpoint every ``--checkpoint-every`` steps; at the end of the
+KD), accumulate gradients over ``--accum-steps`` micro-batches, Adam/AdamW + one-cycle step
+(:meth:`Trainer.train_step`); checkpoint on the clock (``--checkpoint-minutes``,
+``--checkpoint-every``); at the end of the
 epoch validate (``trainer.evaluate``), write ``metrics.jsonl`` and the plots
 (``trainer.report``) and checkpoint (``trainer.checkpoint``).
 
@@ -31,11 +32,13 @@ from trainer.config import RESUME_KEYS, ConfigError, TrainConfig
 from trainer.data import TrainChunks, dataset_identity, load_tree, make_loader, rank_batches, rank_plan, read_split
 from trainer.distributed import DistContext, init_distributed, shutdown
 from trainer.evaluate import evaluate
+from trainer.head_order import class_order, head_rows
 from trainer.levels import LevelLayout
 from trainer.losses import SemanticKDLoss, make_criterion
 from trainer.metrics import RunningSums
 from trainer.model import build_model, build_teacher, make_optimizer
 from trainer.precision import Precision
+from trainer.run_dir import check_run_dir, prepare_run_dir
 from trainer.schedule import one_cycle_scheduler
 from trainer.steplog import StepLog
 from trainer.transforms import SampleTransform
@@ -72,7 +75,7 @@ class Trainer:
         self.device = context.device
         self.run_dir = Path(config.output)
         # checks first, and nothing written until all pass: a refused command leaves no trace
-        self.replaced = ckpt.check_run_dir(self.run_dir, config.resume, config.overwrite)
+        self.replaced = check_run_dir(self.run_dir, config.resume, config.overwrite)
         resumed = ckpt.load_checkpoint(self.run_dir) if config.resume else None
         if resumed is not None and config.data_lanes is None:  # the order depends on the lanes only
             config = self.config = replace(config, data_lanes=resumed["data_lanes"])
@@ -139,7 +142,7 @@ class Trainer:
                 "scaler": self.scaler}
 
     def _head_rows(self) -> dict:
-        return ckpt.head_rows(self.head_keys, self.layout.head_order)
+        return head_rows(self.head_keys, self.layout.head_order)
 
     def save(self) -> None:
         """Checkpoint the run (a collective: every rank calls it)."""
@@ -154,7 +157,7 @@ class Trainer:
     def fit(self) -> None:
         config = self.config
         if self.context.is_main:
-            ckpt.prepare_run_dir(self.run_dir, self.replaced)
+            prepare_run_dir(self.run_dir, self.replaced)
             export.write_model_card(self.run_dir, Path(config.data) / TREE_FILE,
                                     report.model_card(config, self.layout.num_classes, self.global_batch, self.lr))
         self._log(self._describe())
@@ -184,7 +187,7 @@ class Trainer:
             self.save()
         if self.context.is_main:
             weights = export.export_model(self.run_dir, config.model,
-                                          ckpt.class_order(self.model.state_dict(), self._head_rows()),
+                                          class_order(self.model.state_dict(), self._head_rows()),
                                           self.tree, config.input_size)
             self._log(report.outputs_lines(self.run_dir, weights))
 

@@ -4,9 +4,10 @@ Paper B.1: squish-resized 224x224 inputs (already done by the pipeline), RandAug
 on train, nothing on validation, and no mean/std normalization - the trainer only divides by
 255 on the device, so the loader ships uint8 (4x less inter-process traffic than float).
 
-Decoding uses libjpeg-turbo through ``simplejpeg`` (about 1.8x faster than PIL on 224x224
-JPEGs, see ``benchmarks/loader.py``) with DCT-domain downscaling when ``--input-size`` is
-smaller than the stored images, then an antialiased PIL resize to the exact size.
+Decoding uses libjpeg-turbo through ``simplejpeg`` (faster than PIL on the stored 224x224
+JPEGs: ``benchmarks/loader.py`` compares the decoders) with DCT-domain downscaling when
+``--input-size`` is smaller than the stored images, then an antialiased PIL resize to the exact
+size.
 Augmentations are deterministic per sample: each call receives a 64-bit seed that the data
 stream derives from (seed, epoch, lane, position), so a resumed run replays them exactly.
 """
@@ -61,19 +62,6 @@ def _seeded_global_rngs(seed: int):
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
-
-
-def check_randaugment(config: str) -> None:
-    """Refuse (:class:`~trainer.config.ConfigError`) a RandAugment string timm cannot build."""
-    from timm.data.auto_augment import rand_augment_transform
-
-    from trainer.config import ConfigError
-
-    try:
-        rand_augment_transform(config, {"translate_const": 100, "img_mean": (124, 116, 104)})
-    except Exception as exc:  # timm asserts, or fails to parse a number
-        raise ConfigError(f"--randaugment {config!r} is not a timm RandAugment config such as "
-                          f"'rand-m9-mstd101' ({str(exc) or 'unknown format'}); 'none' turns it off") from None
 
 
 class SampleTransform:
