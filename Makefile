@@ -55,6 +55,8 @@ bench: env
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/release_copy.py
 	$(PY) benchmarks/checkpoint_cost.py
+	$(PY) benchmarks/shard_tar.py
+	$(PY) benchmarks/tar_headers.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.members import REJECT_SCHEMA  # noqa: E402
 from pipeline.parts import CLASS_SCHEMA, train_order  # noqa: E402
 from pipeline.plan import kept_wnids, plan_samples, shard_sizes  # noqa: E402
-from pipeline.shards import shard_name  # noqa: E402
+from pipeline.dataset_format import shard_name  # noqa: E402
 from pipeline.tables import build_tables  # noqa: E402
 
 PARTS = 1150

@@ -5,7 +5,7 @@ laid out twice: as the download (``imagenet21k_train`` / ``imagenet21k_val`` cla
 build copies them byte for byte) and as a raw folder of class folders (the build decodes,
 resizes and re-encodes every one). Measured, taking turns, best of ``--rounds``:
 
-1. the convert stage in one process (``convert_folders`` + writing the part): copy vs resize
+1. the convert stage in one process (the layout's folder converter + writing the part): copy vs resize
    img/s and their ratio (target ≥ 10×);
 2. the I/O floor of that stage: reading the same files (open + read) and writing their bytes to
    one fsynced file, nothing else — the copy path's img/s against it shows whether it is limited
@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from photo_archive import class_members, load_photos  # noqa: E402
 
 from pipeline.archive import list_containers  # noqa: E402
-from pipeline.convert import ConvertSettings, convert_folders  # noqa: E402
+from pipeline.archive_layout import LAYOUTS  # noqa: E402
+from pipeline.convert import ConvertSettings  # noqa: E402
 from pipeline.images import squish_resize  # noqa: E402
 from hierarchy.atomic import atomic_write_bytes  # noqa: E402
-from pipeline.release import ReleaseFolderJob  # noqa: E402
 
 VAL = 10
 
@@ -69,9 +69,8 @@ def convert_stage(root: Path, layout: str, out: Path) -> float:
     """Seconds of one process converting every class folder of ``root`` into one written part."""
     settings = ConvertSettings(min_images=20, val_per_class=VAL)
     containers = list_containers(root, layout)
-    job = ReleaseFolderJob if layout == "released" else None
     start = time.perf_counter()
-    part = convert_folders(root, containers, settings, lambda wnid: True, job_class=job)
+    part = LAYOUTS[layout].converter()(root, containers, settings, lambda wnid: True)
     part.write(out / f"part-{layout}")
     return time.perf_counter() - start
 

@@ -1,11 +1,11 @@
 """ImageNet-21K-P dataset build: ``luigi --module pipeline BuildImageNet21KP --archive A --output-dir O``.
 
 Luigi finds the tasks by importing this package: when Luigi is loaded (its command line, a
-worker loading ``pipeline.tasks``), importing the package registers them (:mod:`pipeline.tasks`,
-which also puts the package's Luigi defaults under any ``luigi.cfg`` and makes Luigi's command
-line report the build's failures as one line each). Otherwise the package stays light, so the
-trainer can use :mod:`pipeline.dataset_format` and :mod:`pipeline.images` without loading Luigi;
-the tasks then load on first use of :func:`build_dataset` or of a name below.
+worker), importing the package is the build's entrance (:func:`pipeline.luigi_command.install`):
+it registers the tasks, puts the package's Luigi defaults under any ``luigi.cfg`` and makes
+Luigi's command line report the build's failures as one line each. Otherwise the package stays
+light, so the trainer can use :mod:`pipeline.dataset_format` and :mod:`pipeline.images` without
+loading Luigi; the entrance is then taken on first use of :func:`build_dataset` or of a name below.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ __all__ = [*_TASK_NAMES, "PipelineError", "build_dataset"]
 
 def __getattr__(name: str):
     if name in _TASK_NAMES:
-        from pipeline import tasks
+        from pipeline import luigi_command, tasks
 
+        luigi_command.install()
         return getattr(tasks, name)
     if name == "PipelineError":
         from pipeline.errors import PipelineError
@@ -38,11 +39,15 @@ def build_dataset(archive, output_dir, workers: int = 1, **params):
     """
     from pathlib import Path
 
-    from pipeline import cli, tasks
+    from pipeline import build_run, luigi_command, tasks
 
-    cli.run_dataset_build(tasks.BuildImageNet21KP(archive=str(archive), output_dir=str(output_dir), **params), workers)
+    luigi_command.install()
+    build_run.run_in_process(tasks.BuildImageNet21KP(archive=str(archive), output_dir=str(output_dir), **params),
+                             workers)
     return Path(output_dir)
 
 
-if "luigi" in sys.modules:  # imported by Luigi: its tasks must be registered now
-    from pipeline import tasks as _tasks  # noqa: E402,F401
+if "luigi" in sys.modules:  # imported by Luigi (`luigi --module pipeline`): the tasks must be registered now
+    from pipeline import luigi_command as _entrance  # noqa: E402
+
+    _entrance.install()

@@ -10,9 +10,9 @@ import sys
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["scheduler"]:
-        from pipeline.cli import scheduler_main
+        from pipeline import scheduler
 
-        return scheduler_main(argv[1:])
+        return scheduler.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="ImageNet-21K-P dataset build. Run it with Luigi: "

@@ -1,6 +1,7 @@
 """Read the raw ImageNet-21K archive in place: its layout and its class containers.
 
-Six layouts are accepted (see :func:`detect_layout`):
+Six layouts are accepted (see :func:`detect_layout`; :func:`layout_of` gives each its
+:class:`pipeline.archive_layout.ArchiveLayout`):
 
 ``tar``              fall11 style: an uncompressed outer tar of per-class tars ``nXXXXXXXX.tar``.
 ``tar.gz``           winter21 style: the same, gzip-compressed; inflated as one stream, never copied.
@@ -12,25 +13,28 @@ Six layouts are accepted (see :func:`detect_layout`):
 ``released.tar.gz``  that download as its ``.tar.gz``, read in place.
 
 Nothing is extracted. A *container* is a class tar (or folder); :func:`list_containers` lists
-them in the order the build reads them (byte order for ``tar``: its header scan reads 512 bytes
-per outer member with ``pread`` and jumps over the class tars; name order for folders) and
-:func:`tar_entries` (or :func:`folder_files`) walks one front to back. Member names are data,
-never paths.
+them in the order the build reads them (byte order for ``tar``: the outer tar is walked by
+:class:`pipeline.tarstream.TarReader` over a :class:`pipeline.streams.PreadStream`, one 512-byte
+``pread`` per outer member, jumping over the class tars; name order for folders). A class tar is
+walked front to back by the same :class:`~pipeline.tarstream.TarReader`, a class folder listed by
+:func:`folder_files`. Member names are data, never paths.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
+from pipeline.archive_layout import LAYOUTS as LAYOUT_TYPES
+from pipeline.archive_layout import RAW_LAYOUTS, ArchiveLayout
 from pipeline.errors import ArchiveError
-from pipeline.tarstream import TarReader, padded, pax_records
+from pipeline.streams import MemoryStream, PreadStream
+from pipeline.tarstream import BLOCK, Entry, TarDamage, TarReader, parse_header
 
-RAW_LAYOUTS = ("tar", "tar.gz", "tars-dir", "folders-dir")  # the raw ImageNet-21K release, as given or unpacked
-LAYOUTS = (*RAW_LAYOUTS, "released", "released.tar.gz")
+LAYOUTS = tuple(LAYOUT_TYPES)  # layout names; RAW_LAYOUTS: the raw ImageNet-21K release, as given or unpacked
 #: Folder names of the official processed download (``imagenet21k_resized.tar.gz`` unpacks to
 #: ``imagenet21k_resized/imagenet21k_train`` etc.) and the shorter names users rename them to.
 RELEASE_FOLDERS = {"train": ("imagenet21k_train", "train"),
@@ -40,7 +44,6 @@ CLASS_TAR_RE = re.compile(r"^(n\d{8})\.tar$")
 CLASS_DIR_RE = re.compile(r"^n\d{8}$")
 MEMBER_RE = re.compile(r"^(n\d{8})_(\d+)\.([A-Za-z]+)$")
 IMAGE_EXTENSIONS = {"jpeg", "jpg", "png"}
-BLOCK = tarfile.BLOCKSIZE
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,6 @@ class Container:
     #            or "val_only" (released layout: a val class folder with no train folder)
     weight: int = 0  # work estimate for splitting the build into tasks: bytes, or files of a folder
     split: str = ""  # released layout: the folder's split (train, validation, small); "" otherwise
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One member of a container as it is read: its name as stored (data, not a path) and size."""
-
-    name: str
-    size: int
-    is_file: bool
 
 
 def detect_layout(path: str | os.PathLike) -> str:
@@ -100,7 +94,7 @@ def detect_layout(path: str | os.PathLike) -> str:
         return "tar"
     if len(head) == BLOCK:
         try:
-            tarfile.TarInfo.frombuf(head, tarfile.ENCODING, "surrogateescape")
+            parse_header(head)
             return "tar"
         except tarfile.TarError:
             pass
@@ -158,14 +152,14 @@ def first_gzip_members(path: Path, limit: int = 8) -> list[str]:
         data = zlib.decompressobj(31).decompress(head, 1 << 17)
     except zlib.error:
         return []
-    names, offset = [], 0
-    while len(names) < limit and offset + BLOCK <= len(data):
-        try:
-            info = tarfile.TarInfo.frombuf(data[offset:offset + BLOCK], "utf-8", "surrogateescape")
-        except tarfile.TarError:
-            break
-        names.append(info.name)
-        offset += BLOCK + padded(info.size)
+    names: list[str] = []
+    try:
+        for entry in TarReader(MemoryStream(data)):
+            names.append(entry.name)
+            if len(names) == limit:
+                break
+    except TarDamage:
+        pass  # the inflated head ends (or the tar is damaged): the names before
     return names
 
 
@@ -177,39 +171,66 @@ def class_wnid(container_name: str, kind: str) -> str | None:
     return container_name if CLASS_DIR_RE.match(container_name) else None
 
 
+def tar_member_container(entry: Entry, source: str = "", weight: int = 0) -> Container:
+    """The container a member of an outer tar is: a class tar when it is a file named ``*.tar``
+    (``wnid`` when the name is a class name), else ``other``."""
+    kind = "tar" if entry.is_file and entry.name.endswith(".tar") else "other"
+    wnid = class_wnid(entry.name, "tar") if entry.is_file else None
+    return Container(entry.name, wnid, source, entry.data_offset, entry.size, kind, weight)
+
+
+def layout_of(path: str | os.PathLike) -> ArchiveLayout:
+    """The :class:`~pipeline.archive_layout.ArchiveLayout` of ``path`` (looked at once per
+    process); raises :class:`ArchiveError` with the reason."""
+    return _layout_of(str(path))
+
+
+@functools.cache
+def _layout_of(path: str) -> ArchiveLayout:
+    return LAYOUT_TYPES[detect_layout(path)]
+
+
 def list_containers(root: str | os.PathLike, layout: str) -> list[Container]:
-    """All containers of an uncompressed layout, in read order (see the module docstring).
+    """All containers of an uncompressed layout (by name), in read order (see the module docstring).
 
     Entries that are not class containers come back too (``wnid=None``, kind ``other``), and a
     second container of a wnid already listed gets kind ``duplicate``, so both can be rejected
     with a reason. Raises :class:`ArchiveError` for a truncated or corrupt outer tar.
     """
-    root = Path(root)
-    out: list[Container] = []
-    if layout == "tar":
-        for name, offset, size, is_file in scan_tar_headers(root):
-            kind = "tar" if is_file and name.endswith(".tar") else "other"
-            wnid = class_wnid(name, "tar") if is_file else None
-            out.append(Container(name, wnid, "", offset, size, kind, size))
-    elif layout == "tars-dir":
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if entry.is_file() and entry.name.endswith(".tar"):
-                size = entry.stat().st_size
-                out.append(Container(entry.name, class_wnid(entry.name, "tar"), entry.name, 0, size, "tar", size))
-            else:
-                out.append(Container(entry.name, None, entry.name, 0, 0, "other"))
-    elif layout == "folders-dir":
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if entry.is_dir():
-                files = sum(1 for _ in os.scandir(entry.path))  # names only: no stat per image
-                out.append(Container(entry.name, class_wnid(entry.name, "folder"), entry.name, 0, 0, "folder", files))
-            else:
-                out.append(Container(entry.name, None, entry.name, 0, 0, "other"))
-    elif layout == "released":
-        out = list_release_containers(root)
-    else:
-        raise ValueError(f"list_containers needs an uncompressed layout, not {layout!r}")
-    return mark_duplicates(out)
+    return mark_duplicates(LAYOUT_TYPES[layout].lister()(Path(root)))
+
+
+def list_outer_tar(root: Path) -> list[Container]:
+    """The members of a fall11 tar: headers only, the class tars' data skipped by seeking."""
+    with PreadStream(root) as stream:
+        try:
+            return [tar_member_container(e, weight=e.size) for e in TarReader(stream, stream.size)]
+        except TarDamage as exc:
+            raise ArchiveError(outer_damage_message(root, exc, stream.size)) from None
+
+
+def list_tar_files(root: Path) -> list[Container]:
+    """The class tar files of a directory (anything else: kind ``other``), by name."""
+    out = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_file() and entry.name.endswith(".tar"):
+            size = entry.stat().st_size
+            out.append(Container(entry.name, class_wnid(entry.name, "tar"), entry.name, 0, size, "tar", size))
+        else:
+            out.append(Container(entry.name, None, entry.name, 0, 0, "other"))
+    return out
+
+
+def list_folders(root: Path) -> list[Container]:
+    """The class folders of a directory, weighed by their file counts (anything else: ``other``)."""
+    out = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_dir():
+            files = sum(1 for _ in os.scandir(entry.path))  # names only: no stat per image
+            out.append(Container(entry.name, class_wnid(entry.name, "folder"), entry.name, 0, 0, "folder", files))
+        else:
+            out.append(Container(entry.name, None, entry.name, 0, 0, "other"))
+    return out
 
 
 def list_release_containers(root: Path) -> list[Container]:
@@ -253,65 +274,15 @@ def mark_duplicates(containers: list[Container]) -> list[Container]:
     return out
 
 
-def scan_tar_headers(path: str | os.PathLike) -> Iterator[tuple[str, int, int, bool]]:
-    """``(name, data offset, size, is_file)`` of each member of an uncompressed tar file.
-
-    One ``pread`` of 512 bytes per header (plus GNU long names / pax records), jumping over the
-    data; no Python buffer reads ahead. Raises :class:`ArchiveError` naming the byte offset where
-    the tar is cut short or corrupt.
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        file_size = os.fstat(fd).st_size
-        offset, long_name, pax = 0, None, {}
-        while True:
-            buf = os.pread(fd, BLOCK, offset)
-            if len(buf) < BLOCK:
-                raise ArchiveError(f"truncated archive {path}: no end-of-archive marker "
-                                   f"(the file ends at byte {file_size}, inside or right after a member)")
-            if buf == bytes(BLOCK):
-                return
-            try:
-                ti = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
-            except tarfile.HeaderError as exc:
-                raise ArchiveError(f"truncated or corrupt archive {path}: unreadable header at byte {offset}: {exc}") from None
-            data_offset = offset + BLOCK
-            if ti.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.GNUTYPE_LONGLINK, tarfile.XGLTYPE):
-                data = os.pread(fd, ti.size, data_offset)
-                if ti.type == tarfile.GNUTYPE_LONGNAME:
-                    long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                elif ti.type == tarfile.XHDTYPE:
-                    pax.update(pax_records(data))
-                offset = data_offset + padded(ti.size)
-                continue
-            name = pax.get("path", long_name if long_name is not None else ti.name)
-            size = int(pax["size"]) if "size" in pax else ti.size
-            long_name, pax = None, {}
-            is_file = ti.isreg()
-            if ti.issym() or ti.islnk():
-                size = 0
-            if data_offset + size > file_size:
-                raise ArchiveError(f"truncated archive {path}: member {name!r} at byte {data_offset} needs "
-                                   f"{size} bytes but the file ends at byte {file_size}")
-            yield name, data_offset, size, is_file
-            offset = data_offset + padded(size)
-    finally:
-        os.close(fd)
-
-
-def tar_entries(stream, end: int) -> Iterator[tuple[Entry, Callable[[], bytes]]]:
-    """Members of the class tar at ``stream.tell()`` ending by ``end``, with a reader of the data.
-
-    The reader must be called before the next member is asked for (or not at all: the data is
-    then skipped). Damage raises :class:`pipeline.tarstream.TarDamage` after the members before
-    it; the stream is always left at ``end``.
-    """
-    reader = TarReader(stream, end)
-    try:
-        for member in reader:
-            yield Entry(member.name, member.size, member.is_file), reader.read_data
-    finally:
-        reader.finish()
+def outer_damage_message(path: Path, damage: TarDamage, file_size: int) -> str:
+    """What :func:`list_containers` says of an outer tar cut short or corrupt at ``damage.offset``."""
+    if damage.kind == "header":
+        return f"truncated or corrupt archive {path}: unreadable header at byte {damage.offset}: {damage.detail}"
+    if damage.kind == "overrun":
+        return (f"truncated archive {path}: member {damage.member!r} at byte {damage.offset + BLOCK} needs "
+                f"{damage.size} bytes but the file ends at byte {file_size}")
+    return (f"truncated archive {path}: no end-of-archive marker "
+            f"(the file ends at byte {file_size}, inside or right after a member)")
 
 
 def folder_files(root: str | os.PathLike, container: Container) -> list[tuple[str, str, bool]]:
@@ -320,6 +291,5 @@ def folder_files(root: str | os.PathLike, container: Container) -> list[tuple[st
     return sorted((e.name, e.path, e.is_file(follow_symlinks=False)) for e in os.scandir(folder))
 
 
-__all__ = ["LAYOUTS", "RAW_LAYOUTS", "RELEASE_FOLDERS", "ArchiveError", "Container", "Entry", "class_wnid", "detect_layout",
-           "folder_files", "list_containers", "release_member_split", "release_root", "scan_tar_headers",
-           "tar_entries"]
+__all__ = ["LAYOUTS", "RAW_LAYOUTS", "RELEASE_FOLDERS", "ArchiveError", "Container", "class_wnid", "detect_layout",
+           "folder_files", "layout_of", "list_containers", "release_member_split", "release_root", "tar_member_container"]

@@ -24,6 +24,11 @@ WRITES_LOG = "writes.log"
 SAMPLE_COLUMNS = ["key", "wnid", "class_index", "part", "offset", "length", "width", "height"]
 
 
+def shards_present(output_dir, names) -> bool:
+    """True when every shard file in ``names`` exists (one stat per shard, none per image)."""
+    return all((Path(output_dir) / name).is_file() for name in names)
+
+
 def log_write(log_dir: Path, name: str) -> None:
     """Append ``name host pid`` to the audit log of shard writes (one small O_APPEND write)."""
     line = f"{name}\t{socket.gethostname()}\t{os.getpid()}\n".encode()

@@ -28,12 +28,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from pipeline.archive import ArchiveError, Container, Entry, folder_files, tar_entries
+from pipeline.archive import ArchiveError, Container, folder_files
 from pipeline.images import BadImage, squish_resize_with_size
 from pipeline.members import member_name_problem, reject_row
 from pipeline.parts import PartBuilder, train_order
-from pipeline.streams import FILE_BLOCK, BlockStream, StreamError, file_blocks, read_files_ahead
-from pipeline.tarstream import TarDamage
+from pipeline.streams import BlockStream, MemoryStream, StreamError, file_blocks, read_files_ahead
+from pipeline.tarstream import Entry, TarDamage, TarReader
 
 MAX_MEMBER_BYTES = 512 << 20  # larger members are rejected unread
 VAL_RULES = ("first", "first_en_us", "random")
@@ -67,47 +67,112 @@ def convert_image(data: bytes, size: int, quality: int) -> tuple:
     return "ok", jpg, w, h
 
 
-class ClassJob:
-    """One class container: its members go in with :meth:`add`, its rows come out with :meth:`finish`."""
+class ContainerJob:
+    """One class container's members, in the order they are read: each goes in with :meth:`add`,
+    is admitted as an image of the class by :meth:`admit` (or rejected with a reason) and, if
+    admitted, handed to :meth:`take`; :meth:`finish` adds the class's rows to the part.
+
+    The drivers (:func:`convert_tar_range`, :func:`convert_tar_files`, :func:`convert_folders`,
+    the ``.tar.gz`` readers) know only this protocol: :class:`ClassJob` for the raw layouts,
+    :class:`pipeline.release.ReleaseFolderJob` for the processed download.
+    """
+
+    #: Class folders' files are read ahead in a thread while the previous ones are decoded.
+    read_ahead = True
 
     def __init__(self, container: Container, known: bool, settings: ConvertSettings, part: PartBuilder):
         self.container, self.wnid, self.known = container, container.wnid, known
         self.settings, self.part = settings, part
-        self.n_images = 0
         self.n_entries = 0
+        self.n_images = 0  # members admitted
         self.keys: set[str] = set()
-        self.held: list[tuple[str, str, bytes]] = []  # read, not yet decided kept
-        self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result)
-        self.kept = False
-
-    #: Class folders' files are read ahead in a thread while the previous ones are decoded.
-    read_ahead = True
 
     @staticmethod
     def wants(container: Container, known: Callable[[str], bool]) -> bool:
         """Whether a folder's files are read ahead (a class the tree cannot place is never read)."""
         return known(container.wnid)
 
-    def _convert(self, member: str, key: str, data: bytes) -> None:
-        self.converted.append((member, key, convert_image(data, self.settings.image_size, self.settings.jpeg_quality)))
+    def member_label(self, member: str) -> str:
+        """How a reject row names a member of this container."""
+        return member
 
     def reject(self, member: str, reason: str, detail: str = "", key: str | None = None, stage: str = "read"):
-        self.part.rejects.append(reject_row(member, self.wnid, reason, detail, key, stage))
+        self.part.rejects.append(reject_row(self.member_label(member), self.wnid, reason, detail, key, stage))
+
+    def admit(self, entry: Entry) -> str | None:
+        """The key of ``entry`` when it is an image member new to this class (counted in
+        :attr:`n_images`, its key remembered); otherwise it is rejected and None returned."""
+        if not entry.is_file:
+            self.reject(entry.name, "not_a_file", "directory, link or device member")
+            return None
+        problem = member_name_problem(entry.name, self.wnid)
+        if problem:
+            self.reject(entry.name, *problem)
+            return None
+        key = entry.name.rsplit(".", 1)[0]
+        if key in self.keys:
+            self.reject(entry.name, "duplicate_key", f"another member of {self.wnid} has the same key", key)
+            return None
+        self.keys.add(key)
+        self.n_images += 1
+        return key
 
     def add(self, entry: Entry, read: Callable[[], bytes] | None) -> None:
         """One member; ``read()`` returns its data (called only when the data is needed)."""
         self.n_entries += 1
-        key = admit_member(self, entry)
-        if key is None:
-            return
+        key = self.admit(entry)
+        if key is not None:
+            self.take(entry, key, read)
+
+    def take(self, entry: Entry, key: str, read: Callable[[], bytes] | None) -> None:
+        """An admitted image member (``key``): read, convert or copy it, or count it only."""
+        raise NotImplementedError
+
+    def read_member(self, entry: Entry, key: str, read: Callable[[], bytes]) -> bytes | None:
+        """``read()``, or None after rejecting the member when the read fails."""
+        try:
+            return read()
+        except OSError as exc:
+            self.reject(entry.name, "unreadable_file", str(exc), key)
+            return None
+
+    def damaged(self, offset: int, message: str, reason: str) -> None:
+        """The container is unreadable from ``offset`` on: one reject row for the rest."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Add the class row (and what else the container gave) to the part."""
+        raise NotImplementedError
+
+    def _count_entries(self, what: str) -> None:
+        """Add the entries seen to the part's count; an empty container is one (rejected) entry."""
+        if self.n_entries == 0:
+            self.n_entries = 1
+            self.part.rejects.append(reject_row(self.container.name, self.wnid, "empty_class",
+                                                f"the class {what} holds no files"))
+        self.part.entries += self.n_entries
+
+
+class ClassJob(ContainerJob):
+    """One class container of a raw layout: kept or dropped, its images squish-resized."""
+
+    def __init__(self, container: Container, known: bool, settings: ConvertSettings, part: PartBuilder):
+        super().__init__(container, known, settings, part)
+        self.held: list[tuple[str, str, bytes]] = []  # read, not yet decided kept
+        self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result)
+        self.kept = False
+
+    def _convert(self, member: str, key: str, data: bytes) -> None:
+        self.converted.append((member, key, convert_image(data, self.settings.image_size, self.settings.jpeg_quality)))
+
+    def take(self, entry: Entry, key: str, read: Callable[[], bytes] | None) -> None:
         if not self.known:
             return  # counted for the accounting; a class the tree cannot place is never decoded
         if entry.size > MAX_MEMBER_BYTES:
             return self.reject(entry.name, "too_large", f"{entry.size} bytes", key, stage="decode")
-        try:
-            data = read()
-        except OSError as exc:
-            return self.reject(entry.name, "unreadable_file", str(exc), key)
+        data = self.read_member(entry, key, read)
+        if data is None:
+            return
         if self.kept:
             return self._convert(entry.name, key, data)
         self.held.append((entry.name, key, data))
@@ -125,10 +190,7 @@ class ClassJob:
 
     def finish(self) -> None:
         """Add the class row, its samples and decode rejects to the part."""
-        if self.n_entries == 0:
-            self.n_entries = 1
-            self.reject(self.container.name, "empty_class", "the class container holds no files")
-        self.part.entries += self.n_entries
+        self._count_entries("container")
         drop = None if self.known else "not_in_wordnet"
         if drop is None and self.n_images < self.settings.min_images:
             drop = "too_few_images"
@@ -162,26 +224,6 @@ def ls_order_key(name: str) -> tuple:
     return "".join(alnum).lower(), tuple(c.isupper() for c in alnum), name
 
 
-def admit_member(job, entry: Entry) -> str | None:
-    """The key of ``entry`` when it is an image member new to ``job``'s class (counted in
-    ``job.n_images``, its key remembered); otherwise it is rejected through ``job.reject`` and
-    None returned. Shared by :class:`ClassJob` and the released layout's folder job."""
-    if not entry.is_file:
-        job.reject(entry.name, "not_a_file", "directory, link or device member")
-        return None
-    problem = member_name_problem(entry.name, job.wnid)
-    if problem:
-        job.reject(entry.name, *problem)
-        return None
-    key = entry.name.rsplit(".", 1)[0]
-    if key in job.keys:
-        job.reject(entry.name, "duplicate_key", f"another member of {job.wnid} has the same key", key)
-        return None
-    job.keys.add(key)
-    job.n_images += 1
-    return key
-
-
 def validation_positions(n: int, settings: ConvertSettings, wnid: str, names: list[str] | None = None) -> dict[int, int]:
     """``{position in sorted member order: rank}`` of the validation images of a class of ``n``
     (``names``: the members in sorted order, which ``first_en_us`` re-sorts like ``ls``)."""
@@ -211,12 +253,16 @@ def _is_class(container: Container) -> bool:
 
 
 def read_class_tar(job: ClassJob, stream, end: int) -> None:
-    """Feed the class tar at ``stream.tell()`` (ending by ``end``) to ``job``; damage ends it with a reject."""
+    """Feed the class tar at ``stream.tell()`` (ending by ``end``) to ``job``; damage ends it with
+    a reject. The stream is left at ``end``."""
+    reader = TarReader(stream, end)
     try:
-        for entry, read in tar_entries(stream, end):
-            job.add(entry, read)
+        for entry in reader:
+            job.add(entry, reader.read_data)
     except TarDamage as exc:
         job.damaged(exc.offset, str(exc))
+    finally:
+        reader.finish()
 
 
 def convert_tar_range(archive: str | Path, containers: list[Container], settings: ConvertSettings,
@@ -271,18 +317,17 @@ def convert_tar_bytes(container: Container, data: bytes, settings: ConvertSettin
                       part: PartBuilder) -> None:
     """One class tar held in memory (a winter21 class tar handed over by the reading process)."""
     job = ClassJob(container, known(container.wnid), settings, part)
-    view = memoryview(data)
-    blocks = (view[i:i + FILE_BLOCK] for i in range(0, len(data), FILE_BLOCK))
-    with BlockStream(blocks) as stream:
-        read_class_tar(job, stream, len(data))
+    read_class_tar(job, MemoryStream(data), len(data))
     job.finish()
     part.bytes_read += len(data)
 
 
 def convert_folders(root: str | Path, containers: list[Container], settings: ConvertSettings,
-                    known: Callable[[str], bool], progress: Progress = None, job_class=None) -> PartBuilder:
+                    known: Callable[[str], bool], progress: Progress = None,
+                    job_class: type[ContainerJob] | None = None) -> PartBuilder:
     """Class folders of a folders-dir (or, with ``job_class`` :class:`pipeline.release.ReleaseFolderJob`,
-    of the released layout); image files are read a few ahead of the conversion."""
+    of the released layout: :func:`pipeline.release.convert_release_folders`); image files are
+    read a few ahead of the conversion when ``job_class.read_ahead``."""
     job_class = job_class or ClassJob
     part = PartBuilder()
     listed: list[tuple[Container, list | OSError]] = []

@@ -109,3 +109,12 @@ def recorded_failures(run_dir) -> list[tuple[int, str]]:
         return []
     rows = [json.loads(line) for line in open(path) if line.strip()]
     return list(dict.fromkeys((r["exit_code"], r["message"]) for r in rows))
+
+
+def failure_error(exit_code: int, message: str) -> PipelineError:
+    """The :class:`PipelineError` of a recorded failure: its class by exit status (PipelineError
+    for the others, which keep their status)."""
+    cls = next((c for c in PipelineError.__subclasses__() if c.exit_code == exit_code), PipelineError)
+    error = cls(message)
+    error.exit_code = exit_code
+    return error

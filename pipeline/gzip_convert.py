@@ -21,12 +21,13 @@ import queue
 import shutil
 import traceback
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import pyarrow.parquet as pq
 
-from pipeline.archive import ArchiveError, Container, class_wnid
+from pipeline.archive import ArchiveError, Container, tar_member_container
 from pipeline.convert import ClassJob, ConvertSettings, convert_tar_bytes, read_class_tar, reject_container
 from hierarchy.atomic import remove_stale_temp_files_in
 from pipeline.parts import SUFFIXES, PartBuilder, part_done
@@ -163,12 +164,12 @@ def convert_gzip(archive: str | Path, parts_dir: Path, settings: ConvertSettings
     try:
         with stream:
             for member in TarReader(stream):
-                wnid = class_wnid(member.name, "tar") if member.is_file else None
-                kind = "tar" if member.is_file and member.name.endswith(".tar") else "other"
-                if wnid is not None and kind == "tar":
-                    kind = "duplicate" if wnid in seen else kind
-                    seen.add(wnid)
-                c = Container(member.name, wnid, member.name, member.data_offset, member.size, kind)
+                c = tar_member_container(member, source=member.name)
+                if c.wnid is not None and c.kind == "tar":
+                    if c.wnid in seen:
+                        c = replace(c, kind="duplicate")
+                    seen.add(c.wnid)
+                wnid, kind = c.wnid, c.kind
                 if kind == "tar" and wnid in done:
                     pass  # converted by an earlier run: its data is skipped
                 elif kind == "tar" and known(wnid):

@@ -22,8 +22,9 @@ def apply_defaults() -> None:
     from luigi.configuration import LuigiConfigParser, get_config
 
     from hierarchy.wordnet import ENV_VAR
+    from pipeline.luigi_private import config_paths
 
-    paths = LuigiConfigParser._config_paths
+    paths = config_paths()
     if str(DEFAULTS_FILE) not in paths:
         paths.insert(0, str(DEFAULTS_FILE))
         LuigiConfigParser.reload()

@@ -12,7 +12,7 @@ each other (``BASE`` = ``.../part-00042``):
 
 Because every part lists its train samples in the global train order, the samples of one train
 shard form one contiguous byte range per part, and the shard writers read each part front to
-back (:mod:`pipeline.shard_writer`).
+back (:mod:`pipeline.assemble`).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hierarchy.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from pipeline.crashpoints import crash_point
@@ -110,3 +111,8 @@ def remove_stale_temp_files_of(base: str | Path) -> None:
     base = Path(base)
     for suffix in SUFFIXES:
         remove_stale_temp_files(base.with_name(base.name + suffix))
+
+
+def read_parts(bases: list[str], table: str, columns: list[str] | None = None) -> pa.Table:
+    """One of the parts' tables (``"classes"``, ``"samples"``, ``"rejects"``) of every part, in order."""
+    return pa.concat_tables([pq.read_table(f"{b}.{table}.parquet", columns=columns) for b in bases])

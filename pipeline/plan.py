@@ -10,14 +10,60 @@ Made from what actually decoded (the parts of stage 1), so every shard holds exa
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hierarchy.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.dataset_format import SPLITS
+from pipeline.errors import NothingToBuild, ParameterError
+from pipeline.outputs import write_parquet
+from pipeline.parts import read_parts
 
 PLAN_COLUMNS = ("split", "shard", "position", "key", "wnid", "class_index", "part", "offset", "length",
                 "width", "height")
+
+
+def plan_dataset(bases: list[str], taxonomy: dict, tree_source: str, samples_per_shard: int, tree_path: Path,
+                 plan_path: Path, only_kept_samples: bool = False, why_none: str = "", words_path: str = "") -> tuple:
+    """Stage 2 from the parts: write the semantic tree, the shard counts (``PLAN.shards.json``)
+    and the plan (last: it marks the stage done); return ``(classes, samples planned)``.
+
+    ``only_kept_samples``: drop samples of classes that are not kept (the processed ``.tar.gz``
+    lists val images of classes without a train folder). Raises :class:`NothingToBuild` when no
+    class is kept (``why_none`` completes the message) and :class:`ParameterError` when a kept
+    class has no name in ``words_path``.
+    """
+    from hierarchy import SemanticTree
+
+    classes = read_parts(bases, "classes")
+    class_list = kept_wnids(classes)
+    if not class_list:
+        most = pc.max(classes.column("n_images")).as_py() or 0
+        raise NothingToBuild(why_none.format(most=most))
+    unnamed = [w for w in class_list if w not in taxonomy["names"]]
+    if unnamed:
+        raise ParameterError(f"--words-path {words_path} has no entry for {len(unnamed)} kept class "
+                             f"id(s): {', '.join(unnamed[:20])}; give a words.txt that covers them, or none")
+    tree = SemanticTree.from_parents(class_list, taxonomy["parents"],
+                                     {w: taxonomy["names"][w] for w in class_list}, tree_source)
+    tree.save(tree_path)
+    samples = pa.concat_tables([_with_part(read_parts([b], "samples"), k) for k, b in enumerate(bases)])
+    if only_kept_samples:
+        samples = samples.filter(pc.is_in(samples.column("wnid"), value_set=pa.array(class_list)))
+    plan = plan_samples(samples, class_list, samples_per_shard)
+    counts_path = plan_path.with_suffix(".shards.json")
+    remove_stale_temp_files(counts_path)
+    atomic_write_text(counts_path, json.dumps(shard_counts(plan), sort_keys=True))
+    write_parquet(plan, plan_path, row_groups=shard_sizes(plan))  # one row group per shard, for the shard tasks
+    return len(class_list), plan.num_rows
+
+
+def _with_part(samples: pa.Table, part: int) -> pa.Table:
+    return samples.append_column("part", pa.array([part] * samples.num_rows, pa.int64()))
 
 
 def kept_wnids(classes: pa.Table) -> list[str]:

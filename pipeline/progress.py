@@ -14,12 +14,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hierarchy.atomic import atomic_write_text
+from pipeline.archive_layout import RAW_BYTES_PER_IMAGE
 
-#: Set by the command (:mod:`pipeline.cli`) for the processes of a local build.
+#: Set by a build's run (:mod:`pipeline.build_run`) for the processes of a local build.
 RUN_DIR_ENV = "IMAGENET21KP_RUN_DIR"
-#: Images per raw byte assumed before a convert task of the run has finished (fall11: 1.2 TB,
-#: 14.2 M images); afterwards the measured ratio is used.
-IMAGES_PER_BYTE = 1 / 85_000
+#: Images per raw byte assumed before a convert task of the run has finished; afterwards the
+#: measured ratio is used.
+IMAGES_PER_BYTE = 1 / RAW_BYTES_PER_IMAGE
 
 
 def report_file(run_dir, task_id: str) -> Path:

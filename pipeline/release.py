@@ -13,24 +13,25 @@ The download already holds ImageNet-21K-P's train and validation split, squish-r
   (``class_not_in_train_folder``). A kept class's row (``classes.parquet``) comes from its train
   folder; val folders add rows only for classes that are dropped.
 
-Folders are read with :func:`pipeline.convert.convert_folders` (class folders spread over
-convert tasks); the ``.tar.gz`` is one stream (:func:`convert_release_gzip`), in parts of about
-``part_bytes`` that a rerun does not convert again.
+Folders are read with :func:`convert_release_folders` (class folders spread over convert tasks);
+the ``.tar.gz`` is one stream (:func:`convert_release_gzip`), in parts of about ``part_bytes``
+that a rerun does not convert again.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
 
-from pipeline.archive import CLASS_DIR_RE, ArchiveError, Container, Entry, release_member_split
-from pipeline.convert import ConvertSettings, admit_member, convert_image
+from pipeline.archive import CLASS_DIR_RE, ArchiveError, Container, release_member_split
+from pipeline.convert import ContainerJob, ConvertSettings, Progress, convert_folders, convert_image
 from pipeline.jpeg_header import is_ready_jpeg
 from pipeline.members import reject_row
 from pipeline.parts import PartBuilder, part_done, remove_stale_temp_files_of, train_order
 from pipeline.streams import BlockStream, StreamError, gzip_blocks
-from pipeline.tarstream import TarDamage, TarReader
+from pipeline.tarstream import Entry, TarDamage, TarReader
 
 SMALL_CLASS = "released_small_class"
 
@@ -48,21 +49,20 @@ def release_image(data: bytes, settings: ConvertSettings) -> tuple[tuple, bool]:
     return convert_image(data, size, settings.jpeg_quality), False
 
 
-class ReleaseFolderJob:
+class ReleaseFolderJob(ContainerJob):
     """One class folder of the download (a train, val or small-classes folder): its files go in
     with :meth:`add`, its class row and samples come out with :meth:`finish`."""
 
     def __init__(self, container: Container, known: bool, settings: ConvertSettings, part: PartBuilder):
-        self.container, self.wnid, self.settings, self.part = container, container.wnid, settings, part
+        super().__init__(container, known, settings, part)
         self.split, self.orphan = container.split, container.kind == "val_only"
         self.reads = known and self.split != "small" and not self.orphan
         self.drop = SMALL_CLASS if self.split == "small" else (None if known else "not_in_wordnet")
-        self.n_entries = self.n_images = 0
-        self.keys: set[str] = set()
 
-    #: Read in the converting thread: a copy takes a few µs, so a read-ahead thread would overlap
-    #: almost nothing and its hand-overs (the GIL, a queue) cost more than they save (the convert
-    #: stage of benchmarks/release_copy.py: 0.69 s with one, 0.57 s without, best of 4).
+    #: Read in the converting thread: a copy is only a marker check, so a read-ahead thread would
+    #: overlap almost nothing and its hand-overs (the GIL, a queue) cost more than they save: the
+    #: convert stage's "copy" line of ``.venv/bin/python benchmarks/release_copy.py`` is slower
+    #: with this set to True.
     read_ahead = False
 
     @staticmethod
@@ -70,22 +70,17 @@ class ReleaseFolderJob:
         """Whether the folder's files are read at all (not for small, unplaceable or val-only classes)."""
         return container.split != "small" and container.kind != "val_only" and known(container.wnid)
 
-    def reject(self, member: str, reason: str, detail: str = "", key: str | None = None, stage: str = "read"):
-        self.part.rejects.append(reject_row(f"{self.container.name}/{member}", self.wnid, reason, detail, key, stage))
+    def member_label(self, member: str) -> str:
+        return f"{self.container.name}/{member}"
 
-    def add(self, entry: Entry, read: Callable[[], bytes] | None) -> None:
-        self.n_entries += 1
-        key = admit_member(self, entry)
-        if key is None:
-            return
+    def take(self, entry: Entry, key: str, read: Callable[[], bytes] | None) -> None:
         if self.orphan:
             return self.reject(entry.name, *orphan_reason(self.wnid), key)
         if not self.reads:
             return
-        try:
-            data = read()
-        except OSError as exc:
-            return self.reject(entry.name, "unreadable_file", str(exc), key)
+        data = self.read_member(entry, key, read)
+        if data is None:
+            return
         result, copied = release_image(data, self.settings)
         if result[0] != "ok":
             return self.reject(entry.name, result[1], result[2], key, stage="decode")
@@ -99,13 +94,17 @@ class ReleaseFolderJob:
         self.part.rejects.append(reject_row(self.container.name, self.wnid, reason, message))
 
     def finish(self) -> None:
-        if self.n_entries == 0:
-            self.n_entries = 1
-            self.part.rejects.append(reject_row(self.container.name, self.wnid, "empty_class",
-                                                "the class folder holds no files"))
-        self.part.entries += self.n_entries
+        self._count_entries("folder")
         if not self.orphan and (self.split != "validation" or self.drop):  # a kept class's row: its train folder
             self.part.add_class(self.wnid, self.container.name, self.n_images, self.drop)
+
+
+def convert_release_folders(root: str | Path, containers: list[Container], settings: ConvertSettings,
+                            known: Callable[[str], bool], progress: Progress = None) -> PartBuilder:
+    """The released layout's class folders ``containers`` (of :func:`pipeline.archive.list_containers`)
+    under ``root``, read with :class:`ReleaseFolderJob`: :func:`pipeline.convert.convert_folders`'s
+    signature and part."""
+    return convert_folders(root, containers, settings, known, progress, job_class=ReleaseFolderJob)
 
 
 def convert_release_gzip(archive: str | Path, parts_dir: Path, settings: ConvertSettings,
@@ -165,7 +164,7 @@ def convert_release_gzip(archive: str | Path, parts_dir: Path, settings: Convert
                 elif split == "validation":
                     val_only.setdefault(job.wnid, []).append((rest[1], f"{top}/{rest[0]}/{rest[1]}"))
                 if not skip:
-                    job.add(Entry(rest[1], member.size, member.is_file), reader.read_data)
+                    job.add(replace(member, name=rest[1]), reader.read_data)
                 if progress:
                     progress(stream.tell())
             reader.finish()

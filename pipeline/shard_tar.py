@@ -1,12 +1,12 @@
-"""WebDataset shards: tar files of 224×224 JPEGs, byte-identical on every rerun.
+"""The shard format: one WebDataset tar of 224×224 JPEGs, byte-identical on every rerun.
 
 Each sample is ``KEY.cls`` (class index, ASCII), ``KEY.jpg`` and ``KEY.json`` (wnid, class index,
 semantic chain, original width/height). Tar metadata is fixed (mtime 0, uid/gid 0, no user
 names, mode 0444, USTAR headers) and members follow the plan order, so the same plan and
 parameters always give the same bytes. They are the bytes webdataset's own ``TarWriter`` writes
-with that metadata (a test checks it), but headers are packed here (:func:`ustar_header`)
-because ``TarWriter`` (``tarfile.addfile`` per member) takes ~110 µs per sample against ~19 µs:
-21 minutes instead of 4 of CPU for ImageNet-21K-P's 11.6 M samples.
+with that metadata (a test checks it), but headers are packed here (:func:`ustar_header`):
+``TarWriter`` (``tarfile.addfile`` per member) takes several times longer per sample
+(``benchmarks/shard_tar.py`` prints the ratio and the CPU time at ImageNet-21K-P's 11.6 M samples).
 """
 from __future__ import annotations
 

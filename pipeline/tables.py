@@ -1,20 +1,69 @@
 """Stage 4 — tables, ``_info.json``, ``stats.json`` and the dataset card.
 
-Pure functions: they take the plan, the tree, the parts' class rows and rejects and the shard
-summaries, and return Arrow tables and dicts; the Luigi tasks only write them.
+Pure functions take the plan, the tree, the parts' class rows and rejects and the shard
+summaries, and return Arrow tables and dicts (:func:`build_tables`, :func:`build_stats`,
+:func:`dataset_card`); :func:`write_tables` and :func:`write_report` read a build's files and
+write the outputs with them.
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pipeline.members import REJECT_SCHEMA
+from hierarchy.atomic import atomic_write_text
+from pipeline import dataset_format
+from pipeline.crashpoints import crash_point
 from pipeline.dataset_format import DATASET_NAME, SPLITS
+from pipeline.errors import PipelineError
+from pipeline.members import REJECT_SCHEMA
+from pipeline.outputs import write_parquet
+from pipeline.parts import read_parts
 
+
+def write_tables(bases: list[str], plan_path: str, tree_path: str, shard_summaries: list[str], archive_entries: int,
+                 output_dir: Path, accounting_path: Path) -> None:
+    """Stage 4: the output tables and the tree in ``output_dir`` from the parts, the plan and
+    the shard tasks' summaries; the accounting (written last: it marks the stage done)."""
+    built, accounting = build_tables(
+        plan=pq.read_table(plan_path), tree_path=tree_path, class_counts=read_parts(bases, "classes"),
+        rejects=read_parts(bases, "rejects").cast(REJECT_SCHEMA),
+        shard_summaries=[json.loads(Path(p).read_text()) for p in shard_summaries], archive_entries=archive_entries)
+    for name, table in built.items():
+        write_parquet(table, output_dir / name)
+        crash_point("tables")
+    atomic_write_text(output_dir / dataset_format.TREE_FILE, Path(tree_path).read_text())
+    atomic_write_text(accounting_path, json.dumps(accounting, indent=1, sort_keys=True) + "\n")
+
+
+def write_report(output_dir: Path, accounting_path: Path, params: dict, release: dict | None = None) -> dict:
+    """``stats.json``, the dataset card and ``_info.json`` of a built output dir; return the stats.
+
+    ``release``: the processed download's report (:func:`pipeline.release.release_report`).
+    Raises :class:`PipelineError` when the accounting of archive entries does not balance.
+    """
+    from hierarchy import SemanticTree
+
+    accounting = json.loads(Path(accounting_path).read_text())
+    tree = SemanticTree.load(output_dir / dataset_format.TREE_FILE)
+    tree_summary = dict(level_counts=list(tree.level_counts), softmax_levels=list(tree.softmax_levels),
+                        normalization_factors=[round(f, 4) for f in tree.normalization_factors])
+    stats = build_stats(pq.read_table(output_dir / "classes.parquet"), pq.read_table(output_dir / "class_counts.parquet"),
+                        pq.read_table(output_dir / "rejects.parquet"), accounting, tree_summary, params)
+    if not stats["accounting"]["balanced"]:
+        raise PipelineError(f"accounting does not add up: {stats['accounting']}")
+    if release is not None:
+        stats["release"] = release
+    info = dataset_format.info_json(accounting["shard_lengths"])
+    atomic_write_text(output_dir / dataset_format.STATS_FILE, json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(output_dir / dataset_format.CARD_FILE, dataset_card(stats))
+    atomic_write_text(output_dir / dataset_format.INFO_FILE, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return stats
 
 
 def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects: pa.Table,

@@ -1,14 +1,18 @@
-"""Tar read front to back from a stream: members in order, and where the damage starts.
+"""The one tar walker: members in order, front to back, and where the damage starts.
 
-:class:`TarReader` walks a tar (the fall11 outer tar, a class tar inside it, a class tar file, or
-the inflated winter21 stream) from a :class:`pipeline.streams.BlockStream` without seeking:
-header, data, header, ... Headers are parsed by :mod:`tarfile` (checksums, base-256 sizes); GNU
-long names and pax ``path`` / ``size`` records are applied. A member's data is read only when
-the consumer asks for it (:meth:`TarReader.read_data`), otherwise skipped.
+:class:`TarReader` walks every tar the build reads — the fall11 outer tar (its listing), a class
+tar inside it, a class tar file, a class tar held in memory, the inflated winter21 stream, the
+processed download's ``.tar.gz`` — from a stream with ``read(n)`` / ``skip(n)`` / ``tell()``
+(:mod:`pipeline.streams`) without going back: header, data, header, ... Headers are parsed by
+:func:`parse_header`; GNU long names and pax ``path`` / ``size`` records are applied. A member's
+data is read only when the consumer asks for it (:meth:`TarReader.read_data`), otherwise skipped:
+on a :class:`pipeline.streams.PreadStream` a skip is a seek, so a listing reads the headers alone.
 
-Damage ends the walk with :class:`TarDamage` naming the byte offset, after every member before
-it was yielded, as ``tar -x`` extracts what precedes a bad spot: a header cut short or failing its
-checksum, a member claiming more bytes than the tar holds, or no end-of-archive marker.
+Each member comes out as an :class:`Entry`, the one entry type of the build (a class folder's
+files are entries too). Damage ends the walk with :class:`TarDamage` naming the byte offset, after
+every member before it was yielded, as ``tar -x`` extracts what precedes a bad spot: a header cut
+short or failing its checksum, a member claiming more bytes than the tar holds, or no
+end-of-archive marker.
 """
 from __future__ import annotations
 
@@ -18,7 +22,10 @@ from typing import Iterator
 
 BLOCK = tarfile.BLOCKSIZE
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
-_SKIPPED_META = (tarfile.GNUTYPE_LONGLINK, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+_LINK_TYPES = (tarfile.SYMTYPE, tarfile.LNKTYPE)
+#: Headers of the next member: long names and pax records are applied, the others read and dropped.
+_META_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.GNUTYPE_LONGLINK, tarfile.XGLTYPE,
+               tarfile.SOLARIS_XHDTYPE)
 
 
 def padded(size: int) -> int:
@@ -26,34 +33,45 @@ def padded(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
 
-@dataclass(frozen=True)
-class TarEntry:
-    """One member: its name as stored, header offset, data offset and size in the source."""
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One member of a container as it is read: its name as stored (data, not a path), its size,
+    whether it is a regular file, and for a tar member the source offsets of its header and its
+    data (a class folder's file: size and offsets 0)."""
 
     name: str
-    offset: int
-    data_offset: int
     size: int
     is_file: bool
+    offset: int = 0
+    data_offset: int = 0
 
 
 class TarDamage(Exception):
-    """The tar is damaged from byte ``offset`` of its source on; ``str()`` says how."""
+    """The tar is damaged from byte ``offset`` of its source on; ``str()`` says how.
 
-    def __init__(self, offset: int, message: str, member: str | None = None):
+    ``kind``: ``"end"`` (the tar ends where a header, or a long name / pax record, should be),
+    ``"header"`` (a header fails its checksum or format; ``detail`` is tarfile's reason),
+    ``"overrun"`` (the member ``member`` claims ``size`` bytes the tar does not hold) or
+    ``"data"`` (the tar ends inside member data).
+    """
+
+    def __init__(self, offset: int, message: str, member: str | None = None, kind: str = "end",
+                 detail: str = "", size: int = 0):
         super().__init__(offset, message, member)
         self.offset, self.message, self.member = offset, message, member
+        self.kind, self.detail, self.size = kind, detail, size
 
     def __str__(self) -> str:
         return self.message
 
 
 class TarReader:
-    """Iterate the members of the tar that starts at ``stream.tell()`` and ends by ``end``.
+    """Iterate the members (:class:`Entry`) of the tar that starts at ``stream.tell()`` and ends by ``end``.
 
+    ``stream``: anything with ``read(n)``, ``skip(n)`` and ``tell()`` (:mod:`pipeline.streams`).
     ``end`` is the source offset the tar must not run past (a class tar's end inside the outer
-    tar); None means the end of the stream. Iteration stops at the end-of-archive marker; after
-    it, or after damage, :meth:`finish` skips the stream to ``end``.
+    tar, a file's size); None means the end of the stream. Iteration stops at the end-of-archive
+    marker; after it, or after damage, :meth:`finish` skips the stream to ``end``.
     """
 
     def __init__(self, stream, end: int | None = None):
@@ -74,7 +92,7 @@ class TarReader:
             raise TarDamage(offset, f"{what} at byte {offset} is cut short ({len(buf)} of {BLOCK} bytes)")
         return buf
 
-    def _read_meta(self, ti: tarfile.TarInfo, offset: int) -> bytes:
+    def _read_meta(self, ti, offset: int) -> bytes:
         """The data of a long-name / pax member (small), checked against ``end``."""
         room = self._room()
         if room is not None and padded(ti.size) > room:
@@ -84,7 +102,7 @@ class TarReader:
             raise TarDamage(offset, f"header data at byte {offset} is cut short")
         return data[: ti.size]
 
-    def __iter__(self) -> Iterator[TarEntry]:
+    def __iter__(self) -> Iterator[Entry]:
         long_name = None
         pax: dict[str, str] = {}
         while True:
@@ -96,33 +114,30 @@ class TarReader:
             try:
                 ti = parse_header(buf)
             except tarfile.HeaderError as exc:
-                raise TarDamage(offset, f"unreadable member header at byte {offset}: {exc}") from None
-            if ti.type == tarfile.GNUTYPE_LONGNAME:
-                long_name = self._read_meta(ti, offset).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                raise TarDamage(offset, f"unreadable member header at byte {offset}: {exc}", kind="header",
+                                detail=str(exc)) from None
+            if ti.type in _META_TYPES:  # applies to the next member
+                data = self._read_meta(ti, offset)
                 self._data_end = self.stream.tell()
-                continue
-            if ti.type == tarfile.XHDTYPE:
-                pax.update(pax_records(self._read_meta(ti, offset)))
-                self._data_end = self.stream.tell()
-                continue
-            if ti.type in _SKIPPED_META:
-                self._read_meta(ti, offset)
-                self._data_end = self.stream.tell()
+                if ti.type == tarfile.GNUTYPE_LONGNAME:
+                    long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                elif ti.type == tarfile.XHDTYPE:
+                    pax.update(pax_records(data))
                 continue
             name = pax.get("path", long_name if long_name is not None else ti.name)
             size = int(pax["size"]) if "size" in pax else ti.size
             long_name, pax = None, {}
             is_file = ti.type in _FILE_TYPES  # anything else is listed, its data (if any) skipped
-            if ti.type in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+            if ti.type in _LINK_TYPES:
                 size = 0  # links carry no data whatever the size field says
             data_offset = self.stream.tell()
             room = self._room()
             if room is not None and size > room:
                 raise TarDamage(offset, f"member {name!r} at byte {offset} claims {size} bytes but only "
-                                        f"{room} remain", member=name)
+                                        f"{room} remain", member=name, kind="overrun", size=size)
             self._data_end = data_offset + padded(size)
             self._current = (data_offset, size, name, offset)
-            yield TarEntry(name, offset, data_offset, size, is_file)
+            yield Entry(name, size, is_file, offset, data_offset)
 
     def read_data(self) -> bytes:
         """The data of the member just yielded (call before asking for the next one)."""
@@ -132,13 +147,14 @@ class TarReader:
         data = self.stream.read(size)
         if len(data) < size:
             raise TarDamage(offset, f"member {name!r} at byte {offset} is cut short: {len(data)} of "
-                                    f"{size} bytes", member=name)
+                                    f"{size} bytes", member=name, kind="data")
         return data
 
     def _skip_to(self, target: int) -> None:
         gap = target - self.stream.tell()
         if gap > 0 and self.stream.skip(gap) < gap:
-            raise TarDamage(self.stream.tell(), f"the tar ends inside member data at byte {self.stream.tell()}")
+            raise TarDamage(self.stream.tell(), f"the tar ends inside member data at byte {self.stream.tell()}",
+                            kind="data")
 
     def finish(self) -> None:
         """Skip the stream to ``end`` (the rest of the tar: end marker, padding, damage)."""
@@ -158,8 +174,11 @@ class _Header:
 def parse_header(buf: bytes):
     """Name, size and type of a 512-byte header; raises ``tarfile.HeaderError`` like tarfile.
 
-    Plain USTAR / GNU headers (octal fields, the common case) are parsed here in a few
-    microseconds; anything else (base-256 sizes, old V7 headers) goes to ``tarfile``.
+    Plain USTAR / GNU headers (octal fields, the common case) are parsed here, several times
+    faster than ``tarfile.TarInfo.frombuf``; anything else (base-256 sizes, old V7 headers) goes
+    to ``tarfile``. The difference is immaterial next to resizing images, but not on the
+    processed download's ``.tar.gz``, whose images are copied by the one thread that walks the
+    stream: ``.venv/bin/python benchmarks/tar_headers.py`` prints both shares at full scale.
     """
     magic = buf[257:263]
     size_field = buf[124:136]

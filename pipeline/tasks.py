@@ -1,113 +1,39 @@
-"""The Luigi DAG: thin tasks over the pure functions of the stage modules.
+"""The Luigi DAG: the tasks, each ``run()`` a call into a stage function.
 
-    BuildImageNet21KP ─ WriteTables ─┬─ WriteShards × shard_tasks ─┬─ PlanDataset ─┬─ ConvertRange × convert_tasks   (tar, tars-dir, folders-dir)
-                                     │                             │               │   or ConvertGzip                (tar.gz)
+    BuildImageNet21KP ─ WriteTables ─┬─ WriteShards × shard tasks ─┬─ PlanDataset ─┬─ ConvertRange × convert tasks   (tar, tars-dir, folders, released)
+                                     │                             │               │   or ConvertGzip                (.tar.gz)
                                      │                             │               └─ ReadTaxonomy
                                      │                             └─ ClaimOutputDir
                                      └─ (the plan and the parts)
 
 The DAG is static (a known task list, no dynamic dependencies), so plain workers on any host pick
-up any task through ``luigid``. To size it, the class containers are listed when the DAG is
-built (one 512-byte ``pread`` per outer member of a fall11 tar, a directory listing otherwise),
-once: the listing is cached in the work dir. Every task has work to do: ``convert_tasks`` never
-exceeds the number of containers, ``shard_tasks`` is sized from the archive's bytes.
-
-Work files live under ``work_dir`` in folders named by a hash of what they depend on (archive
-identity; then the convert parameters; then the planning parameters), so a rerun with other
-values never mixes old and new files. ``output_dir`` records its parameters in ``_params.json``
-and refuses a build with different ones (unless the claiming build produced nothing).
+up any task through ``luigid``. Its size comes from the archive's class listing
+(:mod:`pipeline.listing`, :mod:`pipeline.task_sizing`); work files live in folders named by a
+hash of their inputs (:mod:`pipeline.work_dirs`). ``output_dir`` records its parameters in
+``_params.json`` and refuses a build with different ones (unless the claiming build produced
+nothing).
 """
 from __future__ import annotations
 
-import bisect
-import functools
-import hashlib
-import itertools
 import json
 import logging
-import math
 import os
 from functools import cached_property
 from pathlib import Path
 
 import luigi
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hierarchy.atomic import atomic_write_text, remove_stale_temp_files, remove_stale_temp_files_in
-from pipeline import convert, dataset_format, preflight, tables
-from pipeline.archive import Container, detect_layout, list_containers
+from pipeline import dataset_format, listing, preflight, task_sizing, work_dirs
+from pipeline.archive import Container, layout_of
+from pipeline.archive_layout import ArchiveLayout
+from pipeline.assemble import shard_range, shards_present, write_shards, write_summary
 from pipeline.convert import VAL_RULES, ConvertSettings
-from pipeline.crashpoints import crash_point
-from pipeline.errors import ArchiveError, NothingToBuild, ParameterError, PipelineError, record_failure
-from pipeline.luigi_config import apply_defaults
-from pipeline.members import REJECT_SCHEMA
-from pipeline.outputs import write_parquet
+from pipeline.errors import record_failure
 from pipeline.pil_build import describe_pil_build
-from pipeline.plan import kept_wnids, plan_samples, shard_counts, shard_sizes
-from pipeline.progress import TaskProgress
-from pipeline.release import ReleaseFolderJob
-from pipeline.shard_writer import shard_range, write_shards, write_summary
+from pipeline.progress import TaskProgress, Work
 
-# pyarrow imports pandas, when it is installed, the first time it builds a table (~0.2 s): done
-# here, in the process that forks Luigi's task processes, so that no task pays for it again.
-try:
-    import pandas  # noqa: E402,F401
-except ImportError:
-    pass
-
-apply_defaults()  # the package's Luigi defaults, under any luigi.cfg, before Luigi reads them
 logger = logging.getLogger("luigi-interface")
-PIL_BUILD = describe_pil_build()  # logged by the tasks that make images
-
-CONTAINER_SCHEMA = pa.schema([("name", pa.string()), ("wnid", pa.string()), ("source", pa.string()),
-                              ("offset", pa.int64()), ("size", pa.int64()), ("kind", pa.string()),
-                              ("weight", pa.int64()), ("split", pa.string())])
-GZ_LAYOUTS = ("tar.gz", "released.tar.gz")  # one stream: one convert task
-RELEASED_LAYOUTS = ("released", "released.tar.gz")
-#: Auto task counts: about this many raw bytes per convert task, at least MIN_CONVERT_TASKS tasks
-#: (never more than there are containers), at most MAX_CONVERT_TASKS.
-CONVERT_TASK_BYTES = 1 << 30
-MIN_CONVERT_TASKS, MAX_CONVERT_TASKS = 32, 2048
-#: Shard tasks: a conservative (large) raw size per image, so the estimate of the shard count errs
-#: low and no shard task goes empty; about SHARDS_PER_TASK shards each.
-RAW_BYTES_PER_IMAGE_HIGH = 150_000
-RAW_BYTES_PER_IMAGE_TYPICAL = 85_000  # fall11: 1.2 TB / 14.2 M images
-RELEASED_BYTES_PER_IMAGE = 25_000  # the processed download: 224² JPEGs
-SHARDS_PER_TASK = 2
-
-_listings: dict[str, list[Container]] = {}  # listing path -> containers (read once per process)
-_chunks: dict[tuple, list[tuple[int, int]]] = {}
-_layouts: dict[str, str] = {}
-
-
-def _hash(*values) -> str:
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def shards_present(output_dir, names) -> bool:
-    """True when every shard file in ``names`` exists (one stat per shard, none per image)."""
-    return all((Path(output_dir) / name).is_file() for name in names)
-
-
-def split_evenly(weights: list[int], n: int) -> list[tuple[int, int]]:
-    """``n`` contiguous, non-empty ``[lo, hi)`` ranges over ``weights`` with about equal sums
-    (``n`` is capped at ``len(weights)``)."""
-    n = max(1, min(n, len(weights)))
-    cum = list(itertools.accumulate(weights))
-    total = cum[-1] if cum else 0
-    cuts, prev = [], 0
-    for k in range(1, n):
-        target = total * k / n
-        i = bisect.bisect_left(cum, target) + 1  # the first end whose sum reaches the target
-        if i > 1 and target - cum[i - 2] < cum[i - 1] - target:
-            i -= 1  # ending one item earlier is closer to the target
-        i = min(max(i, prev + 1), len(weights) - (n - k))  # every range keeps at least one item
-        cuts.append(i)
-        prev = i
-    bounds = [0, *cuts, len(weights)]
-    return list(zip(bounds[:-1], bounds[1:]))
 
 
 class DatasetTask(luigi.Task):
@@ -141,109 +67,78 @@ class DatasetTask(luigi.Task):
                                       description=".tar.gz: MB of archive a converter process takes into one "
                                                   "part (its JPEGs are held in memory until written)")
 
+
     # ---- the archive and its listing --------------------------------------------------------
     @property
     def work_root(self) -> Path:
         return Path(self.work_dir or Path(self.output_dir) / "_work")
 
     @property
-    def layout(self) -> str:
-        if self.archive not in _layouts:  # every task asks: look once per process
-            _layouts[self.archive] = detect_layout(self.archive)
-        return _layouts[self.archive]
+    def archive_layout(self) -> ArchiveLayout:
+        return layout_of(self.archive)
 
     @cached_property
     def archive_work_dir(self) -> Path:
-        try:
-            st = os.stat(self.archive)
-        except OSError as exc:
-            raise ArchiveError(f"archive not found or unreadable: {self.archive} ({exc.strerror})") from None
-        return self.work_root / f"archive-{_hash(os.path.abspath(self.archive), st.st_size, st.st_mtime_ns)}"
+        return work_dirs.archive_work_dir(self.work_root, self.archive)
 
     @property
     def containers(self) -> list[Container]:
         """The class containers (tar and folder layouts), listed once and cached in the work dir."""
-        path = self.archive_work_dir / "containers.parquet"
-        key = str(path)
-        if key not in _listings:
-            if path.is_file():
-                rows = pq.read_table(path).to_pylist()
-            else:
-                rows = [c.__dict__ for c in list_containers(self.archive, self.layout)]
-                write_parquet(pa.Table.from_pylist(rows, schema=CONTAINER_SCHEMA), path)
-            _listings[key] = [Container(**r) for r in rows]
-        return _listings[key]
-
-    def raw_bytes(self) -> int:
-        """The archive's size; for class folders, their file counts times a typical image size."""
-        if self.layout == "folders-dir":
-            return sum(c.weight for c in self.containers) * RAW_BYTES_PER_IMAGE_TYPICAL
-        if self.layout == "released":
-            return sum(c.weight for c in self.containers) * RELEASED_BYTES_PER_IMAGE
-        if self.layout == "tars-dir":
-            return sum(c.size for c in self.containers)
-        return os.path.getsize(self.archive)
+        return list(listing.containers(self.archive, self.archive_layout.name, self.archive_work_dir))
 
     @property
-    def tree(self) -> str:
-        """The tree source in force (``tree_source=auto`` resolved)."""
+    def resolved_tree_source(self) -> str:
+        """``tree_source`` with ``auto`` resolved: ``is_a`` or ``wordnet``."""
         if self.tree_source == "auto":
             return "is_a" if self.is_a_path else "wordnet"
         return self.tree_source
 
     @property
     def n_convert_tasks(self) -> int:
-        if self.layout in GZ_LAYOUTS:
+        if self.archive_layout.one_stream:
             return 1
-        wanted = self.convert_tasks or max(MIN_CONVERT_TASKS, math.ceil(self.raw_bytes() / CONVERT_TASK_BYTES))
-        return max(1, min(wanted, len(self.containers), MAX_CONVERT_TASKS))
+        containers = self.containers
+        return task_sizing.convert_task_count(self.archive_layout.raw_bytes(self.archive, containers), len(containers),
+                                              self.convert_tasks)
 
     @property
     def n_shard_tasks(self) -> int:
         if self.shard_tasks > 0:
             return self.shard_tasks
-        estimated_shards = self.raw_bytes() / (RAW_BYTES_PER_IMAGE_HIGH * self.samples_per_shard)
-        return max(1, min(MAX_CONVERT_TASKS, round(estimated_shards / SHARDS_PER_TASK)))
+        containers = [] if self.archive_layout.in_one_file else self.containers
+        return task_sizing.shard_task_count(self.archive_layout.raw_bytes(self.archive, containers), self.samples_per_shard)
 
     # ---- work folders -------------------------------------------------------------------------
     def convert_values(self) -> dict:
         return dict(min_images=self.min_images, val_per_class=self.val_per_class, val_rule=self.val_rule,
-                    seed=self.seed, tree_source=self.tree, is_a_path=_file_identity(self.is_a_path),
+                    seed=self.seed, tree_source=self.resolved_tree_source,
+                    is_a_path=work_dirs.file_identity(self.is_a_path),
                     image_size=self.image_size, jpeg_quality=self.jpeg_quality)
 
     def output_values(self) -> dict:
         return dict(self.convert_values(), samples_per_shard=self.samples_per_shard,
-                    words_path=_file_identity(self.words_path))
+                    words_path=work_dirs.file_identity(self.words_path))
 
     @property
     def settings(self) -> ConvertSettings:
         return ConvertSettings(image_size=self.image_size, jpeg_quality=self.jpeg_quality, min_images=self.min_images,
                                val_per_class=self.val_per_class, val_rule=self.val_rule, seed=self.seed)
 
-    # (named by the task-count parameters as given, "auto" resolving the same way on every host,
-    # so checking a task's output never needs the listing)
     @property
     def parts_dir(self) -> Path:
-        runs = "gz" if self.layout in GZ_LAYOUTS else (self.convert_tasks or "auto")
-        return self.archive_work_dir / f"convert-{_hash(self.convert_values())}" / f"parts-{runs}"
+        return work_dirs.parts_dir(self.archive_work_dir, self.convert_values(),
+                                   None if self.archive_layout.one_stream else self.convert_tasks)
 
     @property
     def plan_dir(self) -> Path:
-        return self.parts_dir / f"plan-{_hash(self.samples_per_shard, _file_identity(self.words_path))}"
+        return work_dirs.plan_dir(self.parts_dir, self.samples_per_shard, self.words_path)
 
     @property
     def shards_work_dir(self) -> Path:
-        return self.plan_dir / f"shards-{self.shard_tasks or 'auto'}"
-
-    def chunk_ranges(self) -> list[tuple[int, int]]:
-        """The containers of each convert task (cached: every task of the DAG asks)."""
-        key = (str(self.archive_work_dir), self.n_convert_tasks)
-        if key not in _chunks:
-            _chunks[key] = split_evenly([c.weight for c in self.containers], self.n_convert_tasks)
-        return _chunks[key]
+        return work_dirs.shards_work_dir(self.plan_dir, self.shard_tasks)
 
     def convert_requirements(self) -> list[luigi.Task]:
-        if self.layout in GZ_LAYOUTS:
+        if self.archive_layout.one_stream:
             return [self.clone(ConvertGzip)]
         return [self.clone(ConvertRange, chunk=i) for i in range(self.n_convert_tasks)]
 
@@ -261,7 +156,7 @@ class DatasetTask(luigi.Task):
     def placeable(self):
         from hierarchy import placeable
 
-        return placeable(self.tree, self.is_a_path or None)
+        return placeable(self.resolved_tree_source, self.is_a_path or None)
 
     def progress(self, total: int, what: str) -> TaskProgress:
         return TaskProgress(self, total, what)
@@ -282,13 +177,6 @@ class DatasetTask(luigi.Task):
             self.set_status_message(message)
 
 
-def _file_identity(path: str):
-    if not path:
-        return None
-    st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
-
-
 class ConvertRange(DatasetTask):
     """Stage 1: read a contiguous run of class containers front to back and convert it (one part)."""
 
@@ -297,7 +185,8 @@ class ConvertRange(DatasetTask):
 
     @property
     def my_containers(self) -> list[Container]:
-        lo, hi = self.chunk_ranges()[self.chunk]
+        lo, hi = listing.convert_ranges(self.archive, self.archive_layout.name, self.archive_work_dir,
+                                        self.n_convert_tasks)[self.chunk]
         return self.containers[lo:hi]
 
     @property
@@ -322,22 +211,18 @@ class ConvertRange(DatasetTask):
     def run(self):
         self.remove_stale_outputs()
         containers = self.my_containers
-        layout_reader = {"tar": convert.convert_tar_range, "tars-dir": convert.convert_tar_files,
-                         "folders-dir": convert.convert_folders,
-                         "released": functools.partial(convert.convert_folders, job_class=ReleaseFolderJob)}[self.layout]
-        logger.info("convert %d/%d with %s", self.chunk + 1, self.n_convert_tasks, PIL_BUILD)
-        by_folder = self.layout in ("folders-dir", "released")
-        total = len(containers) if by_folder else sum(c.size for c in containers)
+        logger.info("convert %d/%d with %s", self.chunk + 1, self.n_convert_tasks, describe_pil_build())
+        total = len(containers) if self.archive_layout.weighed_in_files else sum(c.size for c in containers)
         bar = self.progress(total, f"convert {self.chunk + 1}/{self.n_convert_tasks}")
-        part = layout_reader(self.archive, containers, self.settings, self.placeable(),
-                             progress=lambda done: bar.update(done))
+        part = self.archive_layout.converter()(self.archive, containers, self.settings, self.placeable(),
+                                       progress=lambda done: bar.update(done))
         summary = part.write(self.base)
         bar.close(f"{summary['samples']} samples from {len(containers)} containers", images=summary["entries"])
         atomic_write_text(self.output().path, json.dumps({"parts": [str(self.base)], "summaries": [summary]}) + "\n")
 
 
 class ConvertGzip(DatasetTask):
-    """Stage 1 for winter21 ``.tar.gz``: one pass inflating and converting, on all the host's cores."""
+    """Stage 1 for a ``.tar.gz``: one pass inflating and converting, on all the host's cores."""
 
     resources = {"archive_io": 1}
 
@@ -351,21 +236,16 @@ class ConvertGzip(DatasetTask):
 
     def run(self):
         self.remove_stale_outputs()
-        from pipeline.gzip_convert import convert_gzip
-        from pipeline.release import convert_release_gzip
-
         cores = os.cpu_count() or 1
-        logger.info("convert .tar.gz with %s", PIL_BUILD)
+        logger.info("convert .tar.gz with %s", describe_pil_build())
         total = os.path.getsize(self.archive)  # about the inflated size: JPEGs hardly compress
         bar = self.progress(total, "convert .tar.gz")
-        progress = lambda done: bar.update(min(done, total))  # noqa: E731
-        if self.layout == "released.tar.gz":  # mostly byte copies: one process keeps up with the inflate
-            bases = convert_release_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
-                                         part_bytes=self.gzip_part_mb << 20, progress=progress)
-        else:
-            bases = convert_gzip(self.archive, self.parts_dir, self.settings, self.placeable(),
-                                 processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8),
-                                 part_bytes=self.gzip_part_mb << 20, progress=progress)
+        # the processed download is mostly byte copies: one process keeps up with the inflate
+        processes = dict(processes=self.gzip_processes or cores, inflate_threads=max(1, cores // 8)
+                         ) if self.archive_layout.parallel_convert else {}
+        bases = self.archive_layout.converter()(self.archive, self.parts_dir, self.settings, self.placeable(),
+                                        part_bytes=self.gzip_part_mb << 20,
+                                        progress=lambda done: bar.update(min(done, total)), **processes)
         summaries = [json.loads(Path(f"{b}.json").read_text()) for b in bases]
         bar.close(f"{sum(s['samples'] for s in summaries)} samples in {len(bases)} parts",
                   images=sum(s["entries"] for s in summaries))
@@ -373,43 +253,36 @@ class ConvertGzip(DatasetTask):
 
 
 class ReadTaxonomy(DatasetTask):
-    """The is-a parents and names of every class of the archive, read beside the conversion so
-    that the tree is a moment's work once the kept classes are known."""
+    """The is-a parents and names of every class of the archive (:mod:`pipeline.taxonomy`)."""
 
     priority = 1 << 40  # start at once: it runs beside the convert tasks
 
     def requires(self):
-        return self.convert_requirements() if self.layout in GZ_LAYOUTS else []
+        return self.convert_requirements() if self.archive_layout.one_stream else []
 
     def output(self):
-        source = [self.tree, _file_identity(self.is_a_path), _file_identity(self.words_path)]
-        return luigi.LocalTarget(str(self.archive_work_dir / f"taxonomy-{_hash(source)}.json"))
+        return luigi.LocalTarget(str(work_dirs.taxonomy_file(self.archive_work_dir, self.resolved_tree_source,
+                                                             self.is_a_path, self.words_path)))
 
     def candidates(self) -> list[str]:
         """Every class of the archive (from the listing, or from the parts of a .tar.gz)."""
-        if self.layout in GZ_LAYOUTS:
-            return sorted({w for b in self.part_bases()
-                           for w in pq.read_table(f"{b}.classes.parquet", columns=["wnid"]).column("wnid").to_pylist()})
+        if self.archive_layout.one_stream:
+            from pipeline.parts import read_parts
+
+            return sorted(set(read_parts(self.part_bases(), "classes", columns=["wnid"]).column("wnid").to_pylist()))
         return sorted({c.wnid for c in self.containers if c.wnid and c.kind in ("tar", "folder")})
 
     def run(self):
         self.remove_stale_outputs()
-        from hierarchy import parent_mapping
-        from hierarchy.names import class_names, read_words
+        from pipeline.taxonomy import read_taxonomy
 
-        is_placeable = self.placeable()
-        wnids = [w for w in self.candidates() if is_placeable(w)]
-        parents = parent_mapping(wnids, self.tree, self.is_a_path or None) if wnids else {}
-        if self.words_path:  # a class the words file lacks matters only if it is kept (see PlanDataset)
-            wanted = set(wnids)
-            names = {w: n for w, n in read_words(self.words_path).items() if w in wanted}
-        else:
-            names = class_names(wnids)
-        atomic_write_text(self.output().path, json.dumps({"parents": parents, "names": names}, sort_keys=True))
+        taxonomy = read_taxonomy(self.candidates(), self.placeable(), self.resolved_tree_source, self.is_a_path,
+                                 self.words_path)
+        atomic_write_text(self.output().path, json.dumps(taxonomy, sort_keys=True))
 
 
 class PlanDataset(DatasetTask):
-    """Stage 2: the class list and semantic tree, and the sample → shard plan (``plan.parquet``)."""
+    """Stage 2: the class list and semantic tree, and the sample → shard plan (:func:`pipeline.plan.plan_dataset`)."""
 
     def requires(self):
         return {"convert": self.convert_requirements(), "taxonomy": self.clone(ReadTaxonomy)}
@@ -420,38 +293,16 @@ class PlanDataset(DatasetTask):
 
     def run(self):
         self.remove_stale_outputs()
-        from hierarchy import SemanticTree
+        from pipeline.plan import plan_dataset
 
-        bases = self.part_bases()
-        classes = pa.concat_tables([pq.read_table(f"{b}.classes.parquet") for b in bases])
-        class_list = kept_wnids(classes)
-        if not class_list:
-            most = pc.max(classes.column("n_images")).as_py() or 0
-            raise NothingToBuild(f"no class of {self.archive} has at least {self.min_images} images (--min-images; "
-                                 f"the largest has {most}): nothing to build; lower --min-images (and "
-                                 "--val-per-class below it), or check that this is the right archive")
-        taxonomy = json.loads(Path(self.input()["taxonomy"].path).read_text())
-        unnamed = [w for w in class_list if w not in taxonomy["names"]]
-        if unnamed:
-            raise ParameterError(f"--words-path {self.words_path} has no entry for {len(unnamed)} kept class "
-                                 f"id(s): {', '.join(unnamed[:20])}; give a words.txt that covers them, or none")
-        tree = SemanticTree.from_parents(class_list, taxonomy["parents"],
-                                         {w: taxonomy["names"][w] for w in class_list}, self.tree)
-        tree.save(self.output()["tree"].path)
-        samples = pa.concat_tables([_with_part(pq.read_table(f"{b}.samples.parquet"), k) for k, b in enumerate(bases)])
-        if self.layout == "released.tar.gz":  # val images of classes without a train folder (rejected)
-            samples = samples.filter(pc.is_in(samples.column("wnid"), value_set=pa.array(class_list)))
-        plan = plan_samples(samples, class_list, self.samples_per_shard)
-        path = Path(self.output()["plan"].path)
-        remove_stale_temp_files(path.with_suffix(".shards.json"))
-        atomic_write_text(path.with_suffix(".shards.json"), json.dumps(shard_counts(plan), sort_keys=True))
-        # the plan last (it marks the stage done); one row group per shard, for the shard tasks
-        write_parquet(plan, path, row_groups=shard_sizes(plan))
-        self.status(f"{len(class_list)} classes, {plan.num_rows} samples planned")
-
-
-def _with_part(samples: pa.Table, part: int) -> pa.Table:
-    return samples.append_column("part", pa.array([part] * samples.num_rows, pa.int64()))
+        n_classes, n_samples = plan_dataset(
+            self.part_bases(), json.loads(Path(self.input()["taxonomy"].path).read_text()), self.resolved_tree_source,
+            self.samples_per_shard, Path(self.output()["tree"].path), Path(self.output()["plan"].path),
+            only_kept_samples=self.archive_layout.released and self.archive_layout.one_stream, words_path=self.words_path,
+            why_none=f"no class of {self.archive} has at least {self.min_images} images (--min-images; the largest "
+                     "has {most}): nothing to build; lower --min-images (and --val-per-class below it), or check "
+                     "that this is the right archive")
+        self.status(f"{n_classes} classes, {n_samples} samples planned")
 
 
 class ClaimOutputDir(DatasetTask):
@@ -529,20 +380,12 @@ class WriteTables(DatasetTask):
     def run(self):
         self.remove_stale_outputs()
         remove_stale_temp_files_in(self.output_dir)  # left by a killed run of this task
+        from pipeline.tables import write_tables
+
         inp = self.input()
-        bases = self.part_bases()
-        entries = sum(s["entries"] for s in self.convert_summaries())
-        built, accounting = tables.build_tables(
-            plan=pq.read_table(inp["plan"]["plan"].path), tree_path=inp["plan"]["tree"].path,
-            class_counts=pa.concat_tables([pq.read_table(f"{b}.classes.parquet") for b in bases]),
-            rejects=pa.concat_tables([pq.read_table(f"{b}.rejects.parquet").cast(REJECT_SCHEMA) for b in bases]),
-            shard_summaries=[json.loads(Path(t.path).read_text()) for t in inp["shards"]],
-            archive_entries=entries)
-        for name, table in built.items():
-            write_parquet(table, self.output()[name].path)
-            crash_point("tables")
-        atomic_write_text(self.output()["tree"].path, Path(inp["plan"]["tree"].path).read_text())
-        atomic_write_text(self.output()["accounting"].path, json.dumps(accounting, indent=1, sort_keys=True) + "\n")
+        write_tables(self.part_bases(), inp["plan"]["plan"].path, inp["plan"]["tree"].path,
+                     [t.path for t in inp["shards"]], sum(s["entries"] for s in self.convert_summaries()),
+                     Path(self.output_dir), Path(self.output()["accounting"].path))
 
 
 class BuildImageNet21KP(DatasetTask):
@@ -555,7 +398,7 @@ class BuildImageNet21KP(DatasetTask):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         preflight.check_parameters(self.param_kwargs)
-        if self.layout not in GZ_LAYOUTS:
+        if not self.archive_layout.one_stream:
             self.containers  # noqa: B018  (lists the archive: a damaged outer tar is refused here)
         preflight.claim_matches(self.output_dir, self.clone(ClaimOutputDir).expected())
         preflight.check_wordnet()
@@ -574,37 +417,29 @@ class BuildImageNet21KP(DatasetTask):
                 "card": luigi.LocalTarget(str(out / dataset_format.CARD_FILE)),
                 "info": luigi.LocalTarget(str(out / dataset_format.INFO_FILE))}
 
+    def plan_of_work(self) -> tuple[list[Work], list[Work]]:
+        """The build's convert tasks and shard tasks as :class:`pipeline.progress.Work` (size,
+        and the images read by those already finished), for a progress bar."""
+        converts = [Work(t.task_id, t.work_weight(), t.images_read() if t.complete() else None)
+                    for t in self.convert_requirements()]
+        shards = [self.clone(WriteShards, group=g) for g in range(self.n_shard_tasks)]
+        return converts, [Work(t.task_id, 1, 1 if t.complete() else None) for t in shards]
+
     def run(self):
         self.remove_stale_outputs()
-        from hierarchy import SemanticTree
-
         remove_stale_temp_files_in(self.output_dir)
-        inp = self.input()
-        accounting = json.loads(Path(inp["accounting"].path).read_text())
-        tree = SemanticTree.load(inp["tree"].path)
-        tree_summary = dict(level_counts=list(tree.level_counts), softmax_levels=list(tree.softmax_levels),
-                            normalization_factors=[round(f, 4) for f in tree.normalization_factors])
-        params = dict(self.output_values(), archive=os.path.abspath(self.archive), layout=self.layout)
-        stats = tables.build_stats(pq.read_table(inp["classes.parquet"].path),
-                                   pq.read_table(inp["class_counts.parquet"].path),
-                                   pq.read_table(inp["rejects.parquet"].path), accounting, tree_summary, params)
-        if not stats["accounting"]["balanced"]:
-            raise PipelineError(f"accounting does not add up: {stats['accounting']}")
-        if self.layout in RELEASED_LAYOUTS:
+        from pipeline.tables import write_report
+
+        release = None
+        if self.archive_layout.released:
+            from hierarchy import SemanticTree
+            from pipeline.parts import read_parts
             from pipeline.release import release_report
 
-            bases = self.part_bases()
-            samples = pa.concat_tables([pq.read_table(f"{b}.samples.parquet", columns=["wnid", "member", "split"])
-                                        for b in bases])
-            stats["release"] = release_report(samples, tree.class_list, self.convert_summaries(), self.tree)
-        info = dataset_format.info_json(accounting["shard_lengths"])
-        atomic_write_text(self.output()["stats"].path, json.dumps(stats, indent=1, sort_keys=True) + "\n")
-        atomic_write_text(self.output()["card"].path, tables.dataset_card(stats))
-        atomic_write_text(self.output()["info"].path, json.dumps(info, indent=1, sort_keys=True) + "\n")
+            samples = read_parts(self.part_bases(), "samples", columns=["wnid", "member", "split"])
+            tree = SemanticTree.load(self.input()["tree"].path)
+            release = release_report(samples, tree.class_list, self.convert_summaries(), self.resolved_tree_source)
+        params = dict(self.output_values(), archive=os.path.abspath(self.archive), layout=self.archive_layout.name)
+        stats = write_report(Path(self.output_dir), Path(self.input()["accounting"].path), params, release)
         self.status(f"{stats['samples']['train']} train + {stats['samples']['validation']} "
                     f"validation samples in {stats['num_classes']} classes")
-
-
-from pipeline import cli  # noqa: E402  (Luigi's command line, made to report this build's failures)
-
-cli.install()

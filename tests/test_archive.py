@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive import ArchiveError, detect_layout, list_containers, tar_entries
+from pipeline.archive import ArchiveError, detect_layout, list_containers
 from pipeline.members import member_name_problem
 from pipeline.streams import BlockStream, file_blocks
+from pipeline.tarstream import TarReader
 
 WNID = "n01440764"
 
@@ -56,8 +57,10 @@ def read_class_tar(path, container) -> dict[str, bytes]:
     out = {}
     end = container.offset + container.size
     with BlockStream(file_blocks(path, container.offset, end), offset=container.offset) as stream:
-        for entry, read in tar_entries(stream, end):
-            out[entry.name] = read()
+        reader = TarReader(stream, end)
+        for entry in reader:
+            out[entry.name] = reader.read_data()
+        reader.finish()
         assert stream.tell() == end
     return out
 
@@ -110,3 +113,18 @@ def test_truncated_outer_archive_names_the_byte_offset(outer_tar, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ArchiveError, match=r"truncated archive .* byte \d+"):
         list_containers(cut, "tar")
+
+
+def test_a_corrupt_or_lying_outer_header_names_the_byte_offset(outer_tar, tmp_path):
+    containers = list_containers(outer_tar, "tar")
+    second = containers[1].offset - 512  # the second class tar's header
+    data = bytearray(outer_tar.read_bytes())
+    data[second] ^= 1  # its checksum fails
+    (tmp_path / "corrupt.tar").write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=rf"truncated or corrupt archive .*: unreadable header at byte {second}: "):
+        list_containers(tmp_path / "corrupt.tar", "tar")
+    cut = outer_tar.read_bytes()[:containers[1].offset + 100]  # the header stays, its class tar is cut
+    (tmp_path / "cut.tar").write_bytes(cut)
+    with pytest.raises(ArchiveError, match=rf"member 'n02084071.tar' at byte {containers[1].offset} needs "
+                                           rf"{containers[1].size} bytes but the file ends at byte {len(cut)}"):
+        list_containers(tmp_path / "cut.tar", "tar")

@@ -21,7 +21,7 @@ WRITERS = {  # what each kind writes to the path given as sys.argv[1]
     "text": "from hierarchy.atomic import atomic_write_text; atomic_write_text(p, 'new')",
     "parquet": ("import pyarrow as pa; from pipeline.outputs import write_parquet; "
                 "write_parquet(pa.table({'a': [1, 2]}), p)"),
-    "shard": "from pipeline.shards import write_shard; write_shard(p, [('k', {'jpg': b'x' * 600})])",
+    "shard": "from pipeline.shard_tar import write_shard; write_shard(p, [('k', {'jpg': b'x' * 600})])",
     "checkpoint": "from trainer.checkpoint import atomic_torch_save; atomic_torch_save({'w': [1]}, p)",
     "tree": ("from hierarchy import SemanticTree; SemanticTree.from_parents(['n01503061'], {}, "
              "{'n01503061': 'bird'}, 'wordnet').save(p)"),

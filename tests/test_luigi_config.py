@@ -8,7 +8,7 @@ from test_cli import clean_env
 
 
 def test_the_package_defaults_apply_in_any_folder_and_luigi_cfg_wins(tmp_path):
-    code = ("import pipeline.tasks, luigi.configuration as c; g = c.get_config(); "
+    code = ("import luigi, pipeline, luigi.configuration as c; g = c.get_config(); "
             "print(g.getint('retcode', 'task_failed'), g.getint('resources', 'archive_io'), g.get('core', 'log_level'))")
     run = lambda env: subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,  # noqa: E731
                                      capture_output=True, text=True, timeout=120).stdout.split()

@@ -70,3 +70,20 @@ def test_files_read_ahead_in_order_with_their_errors(tmp_path):
     got = list(read_files_ahead(paths, lambda p: open(p, "rb").read(), prefetch=3))
     assert [p for p, _ in got] == paths
     assert isinstance(got[5][1], OSError) and got[6][1] == b"5"
+
+
+def test_pread_stream_reads_what_is_asked_and_skips_by_seeking(tmp_path, monkeypatch):
+    from pipeline.streams import MemoryStream, PreadStream
+
+    data = os.urandom(5000)
+    (tmp_path / "f").write_bytes(data)
+    calls = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: calls.append((off, n)) or real(fd, n, off))
+    with PreadStream(tmp_path / "f") as s:
+        assert s.read(10) == data[:10] and s.skip(3000) == 3000 and s.tell() == 3010
+        assert s.read(4000) == data[3010:] and s.skip(5) == 0 and s.read(5) == b""
+    assert calls == [(0, 10), (3010, 1990)]  # the skip read nothing; nothing asked past the end
+    m = MemoryStream(data, offset=100)
+    assert m.read(10) == data[:10] and m.skip(4000) == 4000 and m.tell() == 4110
+    assert m.read(5000) == data[4010:] and m.skip(1) == 0
