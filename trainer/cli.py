@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.preflight import flag
+from hierarchy.command_line import OneLineParser, flag, renamed_flags
 from trainer.config import ConfigError, TrainConfig, config_fields
 
 _TYPES = {"str": str, "int": int, "float": float, "str | None": str, "int | None": int,
@@ -27,19 +27,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text if "default" in text.lower() else super()._get_help_string(action)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one ``error:`` line (exit 2) that points to ``--help``, not the usage
-    block; no abbreviated flags (``--init-check`` is a typo, not ``--init-checkpoint``)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_abbrev=False, **kwargs)
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def train_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m trainer",
         description="Train a timm model on an ImageNet-21K-P style WebDataset with the semantic "
                     "softmax (default), single-label or multi-label scheme, optionally with "
@@ -66,7 +55,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m trainer predict",
         description="Print the semantic chain (root > ... > leaf, with probabilities) a trained "
                     "model predicts for each image.",
@@ -88,7 +77,7 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m trainer evaluate",
         description="Validate trained weights on a dataset's validation split with training's own "
                     "validation code; print the metrics of a metrics.jsonl val entry and write eval.json "
@@ -146,19 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.train import run_training
 
     return _guarded(lambda: run_training(config))
-
-
-def renamed_flags(argv: list[str], aliases: dict[str, str]) -> list[str]:
-    """``argv`` with each former flag name in ``aliases`` (``--old`` or ``--old=VALUE``) given its
-    current name; arguments after ``--`` are left alone."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg == "--":
-            break
-        name, equals, value = arg.partition("=")
-        if name in aliases:
-            out[i] = aliases[name] + equals + value
-    return out
 
 
 def _guarded(action) -> int:

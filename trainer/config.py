@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from pipeline.preflight import flag
+from hierarchy.command_line import flag
 
 
 class ConfigError(ValueError):
