@@ -47,7 +47,30 @@ def build_dataset(archive, output_dir, workers: int = 1, **params):
     return Path(output_dir)
 
 
-if "luigi" in sys.modules:  # imported by Luigi (`luigi --module pipeline`): the tasks must be registered now
-    from pipeline import luigi_command as _entrance  # noqa: E402
+def _take_the_entrance() -> None:
+    """Register the tasks and install the command's behaviour; a Ctrl-C while that loads (about
+    a second on a cold disk) ends the command with one line, not an import traceback."""
+    import os
+    import signal
+    import threading
 
-    _entrance.install()
+    def interrupted(signum, frame):
+        sys.stderr.write("error: interrupted while loading; nothing was started\n")
+        os._exit(130)
+
+    guard = (threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if guard:
+        signal.signal(signal.SIGINT, interrupted)
+    try:
+        from pipeline import luigi_command
+
+        luigi_command.install()
+        luigi_command.check_command_line(sys.argv[1:])
+    finally:
+        if guard:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+if "luigi" in sys.modules:  # imported by Luigi (`luigi --module pipeline`): the tasks must be registered now
+    _take_the_entrance()

@@ -17,6 +17,7 @@ from typing import Callable
 #: 224² JPEGs are far smaller.
 RAW_BYTES_PER_IMAGE = 85_000
 RELEASED_BYTES_PER_IMAGE = 25_000
+RELEASE_IGNORES = ("min_images", "val_per_class", "val_rule")
 
 
 def _function(path: str) -> Callable:
@@ -37,6 +38,7 @@ class ArchiveLayout:
     released: bool = False  # the processed ImageNet-21K-P download, not the raw release
     parallel_convert: bool = False  # one stream whose images are converted by many processes
     bytes_per_image: int = RAW_BYTES_PER_IMAGE
+    ignored_parameters: tuple = ()  # build parameters it does not use (the download keeps its own split)
 
     def converter(self) -> Callable:
         """The function that reads this layout: for container layouts
@@ -70,8 +72,9 @@ LAYOUTS = {layout.name: layout for layout in (
     ArchiveLayout("folders-dir", "pipeline.convert:convert_folders", "pipeline.archive:list_folders",
                   weighed_in_files=True),
     ArchiveLayout("released", "pipeline.release:convert_release_folders", "pipeline.archive:list_release_containers",
-                  weighed_in_files=True, released=True, bytes_per_image=RELEASED_BYTES_PER_IMAGE),
+                  weighed_in_files=True, released=True, bytes_per_image=RELEASED_BYTES_PER_IMAGE,
+                  ignored_parameters=RELEASE_IGNORES),
     ArchiveLayout("released.tar.gz", "pipeline.release:convert_release_gzip", one_stream=True, in_one_file=True,
-                  released=True, bytes_per_image=RELEASED_BYTES_PER_IMAGE),
+                  released=True, bytes_per_image=RELEASED_BYTES_PER_IMAGE, ignored_parameters=RELEASE_IGNORES),
 )}
 RAW_LAYOUTS = tuple(name for name, layout in LAYOUTS.items() if not layout.released)

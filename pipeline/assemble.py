@@ -4,6 +4,10 @@ Shards are numbered train first, then validation, and each shard task takes a co
 of them (:func:`shard_range`). A train shard's samples are one contiguous byte range in every
 part (parts list train samples in the global train order), validation samples one range per
 class, so a task reads each part front to back with one ``pread`` per (shard, part) run.
+
+A task's summary (``group-NNNNN.json``) records each shard's samples, byte size and SHA-256 (hashed
+as the bytes are written); a shard on disk of another size than recorded (cut short, replaced)
+is written again, byte-identical, on the next run (:func:`shards_intact`, one ``stat`` per shard).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.checksums import file_record, files_intact
 from pipeline.crashpoints import crash_point
 from hierarchy.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.dataset_format import IMAGE, LABEL, META, SPLITS, shard_name
@@ -24,9 +29,18 @@ WRITES_LOG = "writes.log"
 SAMPLE_COLUMNS = ["key", "wnid", "class_index", "part", "offset", "length", "width", "height"]
 
 
-def shards_present(output_dir, names) -> bool:
-    """True when every shard file in ``names`` exists (one stat per shard, none per image)."""
-    return all((Path(output_dir) / name).is_file() for name in names)
+def shards_intact(output_dir, entries: list[dict]) -> bool:
+    """True when the shard of every summary entry is on disk at its recorded size (one stat per
+    shard, no reads; an entry without a size, from a version before checksums: the file exists)."""
+    return files_intact(output_dir, {e["name"]: e.get("size") for e in entries})
+
+
+def read_summary(path: Path) -> dict[str, dict]:
+    """The shard entries ``{name: entry}`` of a task's summary; ``{}`` when there is none."""
+    try:
+        return {e["name"]: e for e in json.loads(Path(path).read_text())["shards"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def log_write(log_dir: Path, name: str) -> None:
@@ -107,8 +121,13 @@ def shard_samples(rows: dict[str, list], parts: PartFiles, sample_json) -> list[
 
 
 def write_shards(plan_path: str | Path, part_bases: list[str], task: int, tasks: int, output_dir: Path,
-                 work_dir: Path, chains: list[list[int]], progress=None) -> dict:
-    """Write every missing shard of ``task``; return its summary (shard names and lengths)."""
+                 work_dir: Path, chains: list[list[int]], progress=None, recorded: dict[str, dict] | None = None
+                 ) -> dict:
+    """Write every shard of ``task`` that is missing, or of another size than ``recorded`` (the
+    entries of the task's previous summary); return its summary: each shard's name, samples,
+    size and SHA-256. A shard on disk with no recorded checksum (a killed run renamed it, or an
+    older version wrote it) is kept and hashed."""
+    recorded = recorded or {}
     work_dir.mkdir(parents=True, exist_ok=True)
     counts = json.loads(Path(plan_path).with_suffix(".shards.json").read_text())
     mine = shard_range(counts, task, tasks)
@@ -117,8 +136,9 @@ def write_shards(plan_path: str | Path, part_bases: list[str], task: int, tasks:
     parts = PartFiles(part_bases)
     make_json = sample_json_maker(chains)
 
-    def write(target: Path, samples: list, name: str) -> None:
-        write_shard(target, samples)
+    def write(target: Path, samples: list, name: str, entry: dict) -> None:
+        written = write_shard(target, samples)
+        entry.update(size=written.size, sha256=written.sha256)
         log_write(work_dir, name)
         crash_point("shard_written")
 
@@ -130,14 +150,24 @@ def write_shards(plan_path: str | Path, part_bases: list[str], task: int, tasks:
                 name = shard_name(split, shard)
                 target = output_dir / name
                 remove_stale_temp_files(target)
-                if not target.is_file():  # a shard on disk is complete (written atomically)
+                entry = {"name": name, "split": split, "shard": shard,
+                         "num_samples": plan.metadata.row_group(g).num_rows}
+                old = recorded.get(name, {})
+                try:
+                    size = target.stat().st_size if target.is_file() else None
+                except FileNotFoundError:
+                    size = None
+                if size is not None and size == old.get("size") and "sha256" in old:
+                    entry.update(size=old["size"], sha256=old["sha256"])  # intact: kept
+                elif size is not None and "size" not in old:
+                    entry.update(file_record(target))  # complete (written atomically), but not recorded
+                else:  # missing, or cut short / replaced since it was recorded
                     rows = plan.read_row_group(g, columns=SAMPLE_COLUMNS).to_pydict()
                     samples = shard_samples(rows, parts, make_json)
                     if pending:
                         pending.result()
-                    pending = writer.submit(write, target, samples, name)
-                summary["shards"].append({"name": name, "split": split, "shard": shard,
-                                          "num_samples": plan.metadata.row_group(g).num_rows})
+                    pending = writer.submit(write, target, samples, name, entry)
+                summary["shards"].append(entry)
                 if progress:
                     progress(i + 1, f"{name} ({i + 1}/{len(mine)} shards of task {task})")
             if pending:

@@ -1,5 +1,6 @@
 """One run of a build, in this process: where its processes report progress and known failures,
-how Ctrl-C ends it, and (local runs) its progress bar; :func:`run_in_process` runs a build with
+how Ctrl-C ends it, and (local runs) the output dir's lock (:mod:`pipeline.output_lock`) and the
+progress bar; :func:`run_in_process` runs a build with
 Luigi's local scheduler and raises its failure as a :mod:`pipeline.errors` class."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 
 import luigi
 
+from pipeline.output_lock import OutputDirLock
 from pipeline.errors import INTERRUPTED, PipelineError, failure_error, record_failure, recorded_failures
 from pipeline.progress import RUN_DIR_ENV, BuildProgress
 from pipeline.tasks import DatasetTask
@@ -38,6 +40,7 @@ class BuildRun:
 
     def __init__(self, task, local: bool, progress_bar: bool = True):
         self.task, self.local = task, local
+        self._lock = None
         self.started = time.monotonic()
         self.dir = tempfile.mkdtemp(prefix="imagenet21kp-run-")
         self.was_complete = task.complete()
@@ -47,6 +50,8 @@ class BuildRun:
                      if local and progress_bar and not self.was_complete else None)
 
     def __enter__(self):
+        if self.local and not self.was_complete:  # a cluster's workers share luigid instead
+            self._lock = OutputDirLock(self.task.output_dir).__enter__()
         self._saved_env = os.environ.get(RUN_DIR_ENV)
         os.environ[RUN_DIR_ENV] = self.dir
         DatasetTask.event_handler(luigi.Event.BROKEN_TASK)(self._broken)  # errors in requires(), in this process
@@ -72,6 +77,8 @@ class BuildRun:
             os.environ[RUN_DIR_ENV] = self._saved_env
         self.failures = recorded_failures(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.__exit__(*exc)
         self.seconds = time.monotonic() - self.started
 
     @staticmethod

@@ -8,6 +8,9 @@
     DIR/labels.parquet, classes.parquet, class_counts.parquet, rejects.parquet
     DIR/train/imagenet21kp-train-000000.tar, ...    DIR/validation/imagenet21kp-validation-000000.tar, ...
         each sample KEY.jpg (the JPEG), KEY.cls (class index, ASCII), KEY.json (wnid, chain, size)
+    DIR/_sizes.json           the byte size of every file SHA256SUMS lists but itself
+    DIR/SHA256SUMS            sha256 of every other file (``sha256sum -c`` format), written last:
+                              a dir without it is not a finished build (:mod:`pipeline.checksums`)
 
 Plain names and two small functions, no heavy imports: ``import trainer`` never loads Luigi.
 """
@@ -19,6 +22,7 @@ from pathlib import Path
 DATASET_NAME = "imagenet21kp"
 SPLITS = ("train", "validation")
 INFO_FILE, TREE_FILE, STATS_FILE, CARD_FILE = "_info.json", "semantic_tree.json", "stats.json", "README.md"
+MANIFEST_FILE, SIZES_FILE = "SHA256SUMS", "_sizes.json"
 TABLE_FILES = ("labels.parquet", "classes.parquet", "rejects.parquet", "class_counts.parquet")
 IMAGE, LABEL, META = "jpg", "cls", "json"  # the members of a sample
 

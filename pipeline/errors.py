@@ -12,6 +12,8 @@ the command exits with the failure's own status.
    5   WordNet is not installed (hierarchy's WordNetMissing)
    6   no class has enough images: nothing to build (NothingToBuild)
    7   no space left on the device (an OSError ENOSPC / EDQUOT)
+   8   no Luigi scheduler reachable (SchedulerUnreachable): --local-scheduler, or start luigid
+   9   another build is writing the same output dir on this host (BuildInProgress)
   30   a task failed for another reason (Luigi's ``[retcode] task_failed``; traceback above)
  130   interrupted (Ctrl-C); rerun the same command to resume
 =====  ===============================================================================
@@ -59,6 +61,18 @@ class NothingToBuild(PipelineError):
     """No class of the archive is kept under the given parameters."""
 
     exit_code = 6
+
+
+class SchedulerUnreachable(PipelineError):
+    """No central scheduler (luigid) answers where Luigi was told to find one."""
+
+    exit_code = 8
+
+
+class BuildInProgress(PipelineError):
+    """Another build on this host is writing the same output dir."""
+
+    exit_code = 9
 
 
 WORDNET_MISSING = 5

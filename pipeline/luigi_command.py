@@ -17,11 +17,15 @@ same checks and failures in-process (:mod:`pipeline.build_run`).
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import logging
 import re
+import socket
 import sys
+import textwrap
+import urllib.parse
 from pathlib import Path
 
 import luigi
@@ -29,12 +33,12 @@ from luigi.cmdline_parser import CmdlineParser
 from luigi.parameter import MissingParameterException
 from luigi.task_register import Register
 
+from hierarchy.command_line import flag
 from pipeline.build_run import BuildRun
 from pipeline.dataset_format import STATS_FILE
-from pipeline.errors import RERUN_RESUMES, ParameterError, PipelineError, known_failure
+from pipeline.errors import RERUN_RESUMES, ParameterError, PipelineError, SchedulerUnreachable, known_failure
 from pipeline.luigi_config import apply_defaults
 from pipeline.luigi_private import parameter_choices, wrap_command_run
-from pipeline.preflight import flag
 from pipeline.tasks import DatasetTask
 
 _WRAPPED = "_imagenet21kp_wrapped"
@@ -50,6 +54,124 @@ def install() -> None:
         import pandas  # noqa: F401  here, in the process that forks Luigi's task processes, once
     except ImportError:
         pass
+
+
+#: The Luigi options a build needs, as ``--help`` shows them (``--help-all``: all of Luigi's).
+LUIGI_OPTIONS = (
+    ("--local-scheduler", "", "build on this machine alone, without a central scheduler (luigid)"),
+    ("--workers", "N", "tasks run at once by this command (default: 1; one per core is typical)"),
+    ("--scheduler-host", "HOST", "the cluster's luigid, started with `python -m pipeline scheduler` "
+                                 "(default: localhost)"),
+    ("--scheduler-port", "PORT", "its port (default: 8082)"),
+    ("--log-level", "LEVEL", "Luigi's log: DEBUG, INFO, WARNING (default), ERROR"),
+    ("--help-all", "", "every option Luigi has, for every task"),
+)
+
+
+def check_command_line(argv: list[str]) -> None:
+    """For a Luigi command line (``--module pipeline``) that runs one of the pipeline's tasks:
+    print the build's own help for ``--help`` (exit 0), or refuse an unknown or abbreviated flag
+    in one line naming the closest valid one (exit 2). Luigi's own parser would list every flag
+    twice, print its usage, or take an abbreviation for a flag."""
+    ours = any(a == "--module=pipeline" or (a == "--module" and b == "pipeline") for a, b in zip(argv, argv[1:] + [""]))
+    task = next((a for a in argv if a in _task_families()), None) if ours else None
+    if task is None:
+        return
+    if "--help" in argv or "-h" in argv:
+        print(help_text(task))
+        raise SystemExit(0)
+    valid = _valid_flags(task)
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name.startswith("--") and name not in valid:
+            shown = sorted(v for v in valid if not v.startswith(f"--{task}-"))
+            close = difflib.get_close_matches(name, shown, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            print(f"error: unknown flag {name}{hint} (`luigi --module pipeline {task} --help` lists them)",
+                  file=sys.stderr)
+            raise SystemExit(ParameterError.exit_code)
+
+
+def _task_families() -> set[str]:
+    families, stack = set(), [DatasetTask]
+    while stack:
+        cls = stack.pop()
+        families.add(cls.get_task_family())
+        stack += cls.__subclasses__()
+    return families
+
+
+def _valid_flags(root_task: str) -> set[str]:
+    """Every flag Luigi's command line takes with ``root_task`` (exact names, as Luigi builds them)."""
+    flags = {"--help", "--help-all"}
+    for task_name, without_section, param_name, _ in Register.get_all_params():
+        flags.add("--" + (param_name if without_section else f"{task_name}_{param_name}").replace("_", "-"))
+        if task_name == root_task:
+            flags.add("--" + param_name.replace("_", "-"))
+    return flags
+
+
+def help_text(task_family: str = "BuildImageNet21KP", width: int = 100) -> str:
+    """The build's ``--help``: each parameter once, with its default, then the Luigi options."""
+    task_cls = Register.get_task_cls(task_family)
+    summary = (task_cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
+    rows = []
+    for name, param in task_cls.get_params():
+        try:
+            default = param.task_value(task_family, name)
+            default = f" (default: {default})" if default not in ("", None) else ""
+        except Exception:  # a parameter without a default
+            default = " (required)"
+        description = re.sub(r"\s*Choices: \{.*\}$", "", param.description or "")
+        rows.append((f"{flag(name)} {_metavar(name, param)}", description + default))
+    luigi_rows = [(f"{name} {metavar}".strip(), text) for name, metavar, text in LUIGI_OPTIONS]
+    left = max(len(r[0]) for r in rows + luigi_rows) + 4
+    lines = [f"usage: luigi --module pipeline {task_family} --archive PATH --output-dir DIR [--local-scheduler] "
+             "[options]", "", summary]
+    for title, group in (("build parameters", rows), ("Luigi options", luigi_rows)):
+        lines += ["", f"{title}:"]
+        for name, text in group:
+            wrapped = textwrap.wrap(text, width - left, break_on_hyphens=False) or [""]
+            lines.append(f"  {name.ljust(left - 2)}{wrapped[0]}")
+            lines += [" " * left + more for more in wrapped[1:]]
+    lines += ["", "Exit statuses, the cluster recipe and every output: README.md."]
+    return "\n".join(lines)
+
+
+def _metavar(name: str, param) -> str:
+    choices = parameter_choices(param)
+    if choices:
+        return "{" + ",".join(sorted(map(str, choices))) + "}"
+    if isinstance(param, luigi.IntParameter):
+        return "N"
+    return "FILE" if name.endswith("_path") else "DIR" if name.endswith("_dir") else "PATH"
+
+
+def scheduler_url(args: list[str]) -> str | None:
+    """The central scheduler this command line would use (None: ``--local-scheduler``)."""
+    import luigi.interface
+
+    with CmdlineParser.global_instance(args):
+        core = luigi.interface.core()
+        if core.local_scheduler:
+            return None
+        return core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}/"
+
+
+def check_scheduler(url: str, timeout: float = 3.0) -> None:
+    """Raise :class:`SchedulerUnreachable` unless something accepts connections at ``url``."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return  # (a unix socket, or a form Luigi itself will judge)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc)).lower()
+        raise SchedulerUnreachable(
+            f"no Luigi scheduler at {parsed.hostname}:{port} ({reason}): add --local-scheduler to build on this "
+            "machine alone, or start the cluster's scheduler with `python -m pipeline scheduler --address IP` and "
+            "point workers at it (--scheduler-host IP)") from None
 
 
 def _drop_known_failures(record: logging.LogRecord) -> bool:
@@ -116,18 +238,21 @@ def _parse_and_check(args: list[str]):
 
 
 def _run_build(task, args: list[str], luigi_run, worker_scheduler_factory):
-    local = "--local-scheduler" in args
+    url = scheduler_url(args)
+    local = url is None
     try:
+        if not local:
+            check_scheduler(url)
         with BuildRun(task, local) as build:
             result = luigi_run(args, None, worker_scheduler_factory, None, False, True)
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, PipelineError) as exc:
         _exit_with(exc)
     if build.failures:
         for _, message in build.failures:
             print(f"error: {message}", file=sys.stderr)
         raise SystemExit(build.failures[0][0])
     if task.complete():
-        print(summary_text(task, build))
+        _print_to_stdout(summary_text(task, build))
     elif local:
         print("error: the build did not finish: a task failed for a reason logged above (Luigi's "
               f"traceback); {RERUN_RESUMES} once it is fixed", file=sys.stderr)
@@ -135,6 +260,16 @@ def _run_build(task, args: list[str], luigi_run, worker_scheduler_factory):
         print(f"this worker is done; the build is not complete yet ({result.one_line_summary.strip()})",
               file=sys.stderr)
     return result
+
+
+def _print_to_stdout(text: str) -> None:
+    """Print; when stdout is a pipe whose reader left (``| head -1``), drop the output quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
 
 
 def _exit_with(exc: BaseException):

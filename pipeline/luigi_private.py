@@ -48,6 +48,13 @@ def wrap_command_run(wrapper, marker: str) -> bool:
     return True
 
 
+def command_run():
+    """``luigi.interface._run`` as it is now (wrapped or not)."""
+    import luigi.interface
+
+    return luigi.interface._run
+
+
 def config_paths() -> list[str]:
     """Luigi's list of config files, in reading order (later files win); edit it in place and
     call ``LuigiConfigParser.reload()``."""

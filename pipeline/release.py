@@ -220,15 +220,24 @@ def val_order_match(samples: pa.Table) -> dict:
     return counts
 
 
-def release_report(samples: pa.Table, class_list: list[str], summaries: list[dict], tree_source: str) -> dict:
-    """``stats.json`` → ``release``: images copied / re-encoded, the class list against timm's
-    w21 list, which val rule the val folder follows, and the tree source used."""
+#: The wnid lists of a release build against timm's w21 list (``stats.json`` keeps counts and examples).
+VS_TIMM_FILE = "release_vs_timm_w21.json"
+EXAMPLES = 10
+
+
+def release_report(samples: pa.Table, class_list: list[str], summaries: list[dict], tree_source: str) -> tuple:
+    """``(stats.json → release, the wnid lists or None)``: images copied / re-encoded, the class
+    list against timm's w21 list (counts and a few examples; every wnid in the lists, for
+    :data:`VS_TIMM_FILE`), which val rule the val folder follows, and the tree source used."""
     report = {"copied": sum(s.get("copied", 0) for s in summaries),
               "resized": sum(s.get("resized", 0) for s in summaries),
               "val_order": val_order_match(samples), "tree_source": tree_source}
     official = timm_w21_wnids()
-    if official is not None:
-        mine, theirs = set(class_list), set(official)
-        report["vs_timm_w21"] = {"classes": len(theirs), "missing": sorted(theirs - mine),
-                                 "extra": sorted(mine - theirs)}
-    return report
+    if official is None:
+        return report, None
+    mine, theirs = set(class_list), set(official)
+    lists = {"missing": sorted(theirs - mine), "extra": sorted(mine - theirs)}
+    report["vs_timm_w21"] = {"classes": len(theirs), "file": VS_TIMM_FILE,
+                             **{k: len(v) for k, v in lists.items()},
+                             **{f"{k}_examples": v[:EXAMPLES] for k, v in lists.items()}}
+    return report, lists

@@ -10,12 +10,14 @@ with that metadata (a test checks it), but headers are packed here (:func:`ustar
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tarfile
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from hierarchy.atomic import atomic_write_bytes
+from pipeline.checksums import hashing
 from pipeline.crashpoints import crash_point
 
 BLOCK = tarfile.BLOCKSIZE
@@ -80,12 +82,20 @@ def tar_bytes(samples: Iterable[tuple[str, dict[str, bytes]]]) -> tuple[list, in
     return pieces, count
 
 
-def write_shard(path: str | os.PathLike, samples: Iterable[tuple[str, dict[str, bytes]]]) -> int:
-    """Write ``(key, {ext: bytes})`` samples to ``path`` atomically; return the sample count.
+class WrittenShard(NamedTuple):
+    samples: int
+    size: int
+    sha256: str
+
+
+def write_shard(path: str | os.PathLike, samples: Iterable[tuple[str, dict[str, bytes]]]) -> WrittenShard:
+    """Write ``(key, {ext: bytes})`` samples to ``path`` atomically; return the sample count and
+    the file's size and SHA-256 (hashed from the bytes as they are written, never read back).
 
     The file appears only when complete (temp file in the same folder, fsync, rename); a temp
     file left by a killed writer is named ``.NAME.tmp-*``.
     """
     pieces, count = tar_bytes(samples)
-    atomic_write_bytes(path, pieces, before_rename=lambda: crash_point("shard_temp"))
-    return count
+    sha = hashlib.sha256()
+    size = atomic_write_bytes(path, hashing(pieces, sha), before_rename=lambda: crash_point("shard_temp"))
+    return WrittenShard(count, size, sha.hexdigest())

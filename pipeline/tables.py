@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hierarchy.atomic import atomic_write_text
-from pipeline import dataset_format
+from hierarchy.atomic import atomic_write_bytes, atomic_write_text
+from pipeline import checksums, dataset_format
 from pipeline.crashpoints import crash_point
 from pipeline.dataset_format import DATASET_NAME, SPLITS
 from pipeline.errors import PipelineError
@@ -29,26 +29,40 @@ from pipeline.parts import read_parts
 def write_tables(bases: list[str], plan_path: str, tree_path: str, shard_summaries: list[str], archive_entries: int,
                  output_dir: Path, accounting_path: Path) -> None:
     """Stage 4: the output tables and the tree in ``output_dir`` from the parts, the plan and
-    the shard tasks' summaries; the accounting (written last: it marks the stage done)."""
+    the shard tasks' summaries; the accounting (written last: it marks the stage done), with the
+    size and SHA-256 of these files and of every shard (``files``: the shard tasks recorded them;
+    a shard whose summary predates checksums is hashed here)."""
+    summaries = [json.loads(Path(p).read_text()) for p in shard_summaries]
     built, accounting = build_tables(
         plan=pq.read_table(plan_path), tree_path=tree_path, class_counts=read_parts(bases, "classes"),
-        rejects=read_parts(bases, "rejects").cast(REJECT_SCHEMA),
-        shard_summaries=[json.loads(Path(p).read_text()) for p in shard_summaries], archive_entries=archive_entries)
+        rejects=read_parts(bases, "rejects").cast(REJECT_SCHEMA), shard_summaries=summaries,
+        archive_entries=archive_entries)
+    files = {s["name"]: checksums.record_of(output_dir / s["name"], s) for summary in summaries
+             for s in summary["shards"]}
     for name, table in built.items():
         write_parquet(table, output_dir / name)
+        files[name] = checksums.file_record(output_dir / name)
         crash_point("tables")
-    atomic_write_text(output_dir / dataset_format.TREE_FILE, Path(tree_path).read_text())
+    tree = Path(tree_path).read_bytes()
+    atomic_write_bytes(output_dir / dataset_format.TREE_FILE, tree)
+    files[dataset_format.TREE_FILE] = checksums.bytes_record(tree)
+    accounting["files"] = dict(sorted(files.items()))
     atomic_write_text(accounting_path, json.dumps(accounting, indent=1, sort_keys=True) + "\n")
 
 
-def write_report(output_dir: Path, accounting_path: Path, params: dict, release: dict | None = None) -> dict:
-    """``stats.json``, the dataset card and ``_info.json`` of a built output dir; return the stats.
+def write_report(output_dir: Path, accounting_path: Path, params: dict, release: tuple | None = None) -> dict:
+    """The last files of a build: ``stats.json``, the dataset card, ``_info.json`` (and for the
+    processed download its wnid lists), then every output's size and sha256 (``_sizes.json``,
+    ``SHA256SUMS`` last: its presence marks the build done); return the stats.
 
-    ``release``: the processed download's report (:func:`pipeline.release.release_report`).
+    ``release``: the processed download's ``(report, wnid lists)`` (:func:`pipeline.release.release_report`).
     Raises :class:`PipelineError` when the accounting of archive entries does not balance.
     """
     from hierarchy import SemanticTree
+    from pipeline.preflight import PARAMS_FILE
+    from pipeline.release import VS_TIMM_FILE
 
+    (output_dir / dataset_format.MANIFEST_FILE).unlink(missing_ok=True)
     accounting = json.loads(Path(accounting_path).read_text())
     tree = SemanticTree.load(output_dir / dataset_format.TREE_FILE)
     tree_summary = dict(level_counts=list(tree.level_counts), softmax_levels=list(tree.softmax_levels),
@@ -57,12 +71,19 @@ def write_report(output_dir: Path, accounting_path: Path, params: dict, release:
                         pq.read_table(output_dir / "rejects.parquet"), accounting, tree_summary, params)
     if not stats["accounting"]["balanced"]:
         raise PipelineError(f"accounting does not add up: {stats['accounting']}")
+    written = [PARAMS_FILE, dataset_format.STATS_FILE, dataset_format.CARD_FILE, dataset_format.INFO_FILE]
     if release is not None:
-        stats["release"] = release
+        stats["release"], wnid_lists = release
+        if wnid_lists is not None:
+            atomic_write_text(output_dir / VS_TIMM_FILE, json.dumps(wnid_lists, indent=1) + "\n")
+            written.append(VS_TIMM_FILE)
     info = dataset_format.info_json(accounting["shard_lengths"])
     atomic_write_text(output_dir / dataset_format.STATS_FILE, json.dumps(stats, indent=1, sort_keys=True) + "\n")
     atomic_write_text(output_dir / dataset_format.CARD_FILE, dataset_card(stats))
     atomic_write_text(output_dir / dataset_format.INFO_FILE, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    # the shards' and tables' records were taken as they were written; these files' now
+    files = dict(accounting["files"], **{name: checksums.file_record(output_dir / name) for name in written})
+    checksums.write_manifest(output_dir, files)
     return stats
 
 
@@ -180,9 +201,10 @@ The val folder's images are the first N of their class in bytewise name order in
 {order['first_en_us']} of {order['classes']}."""]
     if "vs_timm_w21" in release:
         diff = release["vs_timm_w21"]
-        shown = lambda ids: ", ".join(ids[:20]) + (", ..." if len(ids) > 20 else "") or "none"  # noqa: E731
+        shown = lambda n, ids: f"{n}" + (f" (e.g. {', '.join(ids)})" if ids else "")  # noqa: E731
         lines.append(f"""Against timm's `imagenet21k_miil_w21_synsets.txt` ({diff['classes']} classes):
-{len(diff['missing'])} missing ({shown(diff['missing'])}), {len(diff['extra'])} extra ({shown(diff['extra'])}).""")
+{shown(diff['missing'], diff['missing_examples'])} missing, {shown(diff['extra'], diff['extra_examples'])} extra
+(every wnid: `{diff['file']}`).""")
     if release["tree_source"] != "is_a":
         lines.append("""The released tree follows ImageNet's `wordnet.is_a.txt`; this build used WordNet 3.0
 (rebuild with `--is-a-path wordnet.is_a.txt` to follow the release).""")
@@ -199,7 +221,9 @@ def dataset_card(stats: dict) -> str:
     levels = "\n".join(f"| {lvl} | {n} |" for lvl, n in enumerate(stats["classes_per_level"]))
     rejects = "\n".join(f"| {r} | {n} |" for r, n in stats["rejects_by_reason"].items()) or "| (none) | 0 |"
     acc = stats["accounting"]
-    params = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in sorted(p.items()))
+    params = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in sorted(p.items()) if k != "not_applicable")
+    params += "".join(f"\n| {k} | (does not apply: the download's own split) |" for k in p.get("not_applicable", []))
+    dropped = "\n".join(f"| {r} | {n} |" for r, n in stats["dropped_classes"].items()) or "| (none) | 0 |"
     if "release" in stats:
         intro = _release_intro(stats["release"], p)
     else:
@@ -217,12 +241,17 @@ Semantic tree: `{p['tree_source']}` ({TREE_SOURCES.get(p['tree_source'], '')}).
 | classes | {stats['num_classes']} (of {stats['classes_in_archive']} in the archive) |
 | train samples | {stats['samples']['train']} in {_shards(stats['shards']['train'])} |
 | validation samples | {stats['samples']['validation']} in {_shards(stats['shards']['validation'])} |
-| dropped classes | {json.dumps(stats['dropped_classes'])} |
+| dropped classes | {sum(stats['dropped_classes'].values())} (by reason below) |
 
 ## Accounting
 Every entry of the archive is in a shard, in `rejects.parquet` with a reason, or in a dropped
 class: {acc['archive_entries']} = {acc['in_shards']} + {acc['rejected']} + {acc['in_dropped_classes']}
 ({'balanced' if acc['balanced'] else 'NOT BALANCED'}).
+
+## Dropped classes
+| reason | classes |
+|---|---|
+{dropped}
 
 ## Classes per semantic level
 | level | classes |
@@ -240,6 +269,8 @@ class: {acc['archive_entries']} = {acc['in_shards']} + {acc['rejected']} + {acc[
 - `_info.json`: split sizes and shard lengths (timm's WebDataset reader format).
 - `labels.parquet`, `classes.parquet`, `class_counts.parquet`, `rejects.parquet`,
   `semantic_tree.json`, `stats.json`.
+- `SHA256SUMS` (`sha256sum -c SHA256SUMS`, or `python -m pipeline verify THIS_DIR`) and `_sizes.json`:
+  every file's sha256 and size, recorded as it was written.
 
 ## Loading
 ```python

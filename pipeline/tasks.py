@@ -24,10 +24,10 @@ from pathlib import Path
 import luigi
 
 from hierarchy.atomic import atomic_write_text, remove_stale_temp_files, remove_stale_temp_files_in
-from pipeline import dataset_format, listing, preflight, task_sizing, work_dirs
+from pipeline import checksums, dataset_format, listing, preflight, task_sizing, work_dirs
 from pipeline.archive import Container, layout_of
 from pipeline.archive_layout import ArchiveLayout
-from pipeline.assemble import shard_range, shards_present, write_shards, write_summary
+from pipeline.assemble import read_summary, shard_range, shards_intact, write_shards, write_summary
 from pipeline.convert import VAL_RULES, ConvertSettings
 from pipeline.errors import record_failure
 from pipeline.pil_build import describe_pil_build
@@ -39,8 +39,9 @@ logger = logging.getLogger("luigi-interface")
 class DatasetTask(luigi.Task):
     """Parameters shared by every task; ``BuildImageNet21KP`` passes its own values down."""
 
-    archive = luigi.Parameter(description="raw archive: fall11 .tar, winter21 .tar.gz, or a directory "
-                                          "of class tars / class folders (read in place)")
+    archive = luigi.Parameter(description="the archive, read in place: fall11 .tar, winter21 .tar.gz, a directory "
+                                          "of class tars or class folders, or the processed ImageNet-21K-P "
+                                          "download (imagenet21k_resized/ or its .tar.gz)")
     output_dir = luigi.Parameter(description="where shards and tables are written")
     work_dir = luigi.Parameter(default="", description="intermediate files (default: OUTPUT_DIR/_work)")
     min_images = luigi.IntParameter(default=501, description="keep classes with at least this many images")
@@ -116,8 +117,15 @@ class DatasetTask(luigi.Task):
                     image_size=self.image_size, jpeg_quality=self.jpeg_quality)
 
     def output_values(self) -> dict:
-        return dict(self.convert_values(), samples_per_shard=self.samples_per_shard,
-                    words_path=work_dirs.file_identity(self.words_path))
+        """The parameters an output dir records (``_params.json``, ``stats.json``): those the
+        layout ignores are listed as ``not_applicable`` instead of given a value."""
+        values = dict(self.convert_values(), samples_per_shard=self.samples_per_shard,
+                      words_path=work_dirs.file_identity(self.words_path))
+        ignored = self.archive_layout.ignored_parameters
+        if ignored:
+            values = {k: v for k, v in values.items() if k not in ignored}
+            values["not_applicable"] = list(ignored)
+        return values
 
     @property
     def settings(self) -> ConvertSettings:
@@ -335,12 +343,12 @@ class WriteShards(DatasetTask):
         return luigi.LocalTarget(str(self.shards_work_dir / f"group-{self.group:05d}.json"))
 
     def complete(self):
-        """Done when the summary exists and so do its shards (a deleted shard is rebuilt)."""
+        """Done when the summary exists and its shards are on disk at their recorded sizes (a
+        deleted or cut-short shard is written again; one stat per shard, no hashing)."""
         path = Path(self.output().path)
         if not path.is_file():
             return False
-        names = [s["name"] for s in json.loads(path.read_text())["shards"]]
-        return shards_present(self.output_dir, names)
+        return shards_intact(self.output_dir, json.loads(path.read_text())["shards"])
 
     def run(self):
         self.remove_stale_outputs()
@@ -352,7 +360,8 @@ class WriteShards(DatasetTask):
         mine = shard_range(json.loads(plan_path.with_suffix(".shards.json").read_text()), self.group, n_tasks)
         bar = self.progress(len(mine), f"shards {self.group + 1}/{n_tasks}")
         summary = write_shards(plan_path, self.part_bases(), self.group, n_tasks, Path(self.output_dir),
-                               self.shards_work_dir, tree.class_tree_list, progress=bar.update)
+                               self.shards_work_dir, tree.class_tree_list, progress=bar.update,
+                               recorded=read_summary(Path(self.output().path)))
         bar.close(f"{len(summary['shards'])} shards")
         write_summary(Path(self.output().path), summary)
 
@@ -372,10 +381,13 @@ class WriteTables(DatasetTask):
         return targets
 
     def complete(self):
+        """Done when its outputs exist, and its files and the shards are at the sizes the
+        accounting records (an accounting without them, from before checksums: run again)."""
         if not super().complete():
             return False
-        accounting = json.loads(Path(self.output()["accounting"].path).read_text())
-        return shards_present(self.output_dir, accounting["shard_lengths"])
+        files = json.loads(Path(self.output()["accounting"].path).read_text()).get("files")
+        return files is not None and checksums.files_intact(self.output_dir,
+                                                            {n: r["size"] for n, r in files.items()})
 
     def run(self):
         self.remove_stale_outputs()
@@ -404,18 +416,31 @@ class BuildImageNet21KP(DatasetTask):
         preflight.check_wordnet()
 
     def requires(self):
-        return self.clone(WriteTables)
+        # the claim too: a _params.json deleted since (verify --remove-damaged) is written again
+        return {"tables": self.clone(WriteTables), "claim": self.clone(ClaimOutputDir)}
 
     def complete(self):
-        # a finished output dir built with other parameters is an error, not "done";
-        # a shard deleted after the build (e.g. a damaged copy) makes the build incomplete again
-        return self.clone(ClaimOutputDir).complete() and self.clone(WriteTables).complete() and super().complete()
+        # a finished output dir built with other parameters is an error, not "done"; a shard
+        # or any other output deleted or cut short after the build makes it incomplete again
+        return (self.clone(ClaimOutputDir).complete() and self.clone(WriteTables).complete()
+                and super().complete() and self.top_files_intact())
+
+    def top_files_intact(self) -> bool:
+        """The files directly in the output dir are at the sizes ``_sizes.json`` records (the
+        shards are WriteTables' to check)."""
+        try:
+            sizes = checksums.read_sizes(self.output_dir)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return checksums.files_intact(self.output_dir, {n: s for n, s in sizes.items() if "/" not in n})
 
     def output(self):
         out = Path(self.output_dir)
         return {"stats": luigi.LocalTarget(str(out / dataset_format.STATS_FILE)),
                 "card": luigi.LocalTarget(str(out / dataset_format.CARD_FILE)),
-                "info": luigi.LocalTarget(str(out / dataset_format.INFO_FILE))}
+                "info": luigi.LocalTarget(str(out / dataset_format.INFO_FILE)),
+                "sizes": luigi.LocalTarget(str(out / dataset_format.SIZES_FILE)),
+                "manifest": luigi.LocalTarget(str(out / dataset_format.MANIFEST_FILE))}
 
     def plan_of_work(self) -> tuple[list[Work], list[Work]]:
         """The build's convert tasks and shard tasks as :class:`pipeline.progress.Work` (size,
@@ -430,16 +455,18 @@ class BuildImageNet21KP(DatasetTask):
         remove_stale_temp_files_in(self.output_dir)
         from pipeline.tables import write_report
 
-        release = None
-        if self.archive_layout.released:
-            from hierarchy import SemanticTree
-            from pipeline.parts import read_parts
-            from pipeline.release import release_report
-
-            samples = read_parts(self.part_bases(), "samples", columns=["wnid", "member", "split"])
-            tree = SemanticTree.load(self.input()["tree"].path)
-            release = release_report(samples, tree.class_list, self.convert_summaries(), self.resolved_tree_source)
+        release = self.release_report() if self.archive_layout.released else None
         params = dict(self.output_values(), archive=os.path.abspath(self.archive), layout=self.archive_layout.name)
-        stats = write_report(Path(self.output_dir), Path(self.input()["accounting"].path), params, release)
+        stats = write_report(Path(self.output_dir), Path(self.input()["tables"]["accounting"].path), params, release)
         self.status(f"{stats['samples']['train']} train + {stats['samples']['validation']} "
                     f"validation samples in {stats['num_classes']} classes")
+
+    def release_report(self) -> tuple[dict, dict | None]:
+        """The processed download's report and wnid lists (:func:`pipeline.release.release_report`)."""
+        from hierarchy import SemanticTree
+        from pipeline.parts import read_parts
+        from pipeline.release import release_report
+
+        samples = read_parts(self.part_bases(), "samples", columns=["wnid", "member", "split"])
+        tree = SemanticTree.load(self.input()["tables"]["tree"].path)
+        return release_report(samples, tree.class_list, self.convert_summaries(), self.resolved_tree_source)

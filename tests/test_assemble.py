@@ -34,3 +34,21 @@ def test_part_files_stay_under_their_open_limit(tmp_path):
         assert [bytes(x) for x in parts.read_runs(0, [(0, 2)]) + parts.read_runs(1, [(3, 1)])] == [b"aa", b"b"]
         assert len(parts._fds) == 1
     parts.close()
+
+
+def test_a_shard_is_intact_at_its_recorded_size_with_one_stat(tmp_path, monkeypatch):
+    from pipeline.assemble import read_summary, shards_intact
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a.tar").write_bytes(b"x" * 1024)
+    entries = [{"name": "train/a.tar", "size": 1024, "sha256": "0" * 64}]
+    stats, real = [], os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: stats.append(p) or real(p, *a, **k))
+    assert shards_intact(tmp_path, entries) and len(stats) == 1
+    monkeypatch.undo()
+    assert shards_intact(tmp_path, [{"name": "train/a.tar"}])  # a summary from before checksums: exists
+    assert not shards_intact(tmp_path, [dict(entries[0], size=2048)])
+    assert not shards_intact(tmp_path, [{"name": "train/b.tar", "size": 1}])
+    assert read_summary(tmp_path / "none.json") == {}
+    (tmp_path / "g.json").write_text('{"shards": [{"name": "train/a.tar", "size": 1024}]}')
+    assert read_summary(tmp_path / "g.json") == {"train/a.tar": {"name": "train/a.tar", "size": 1024}}

@@ -31,3 +31,9 @@ def test_the_trainer_and_the_tree_load_without_luigi():
             "print(sorted(m for m in ('luigi', 'pipeline.tasks') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]
+
+
+def test_the_manifest_names_are_part_of_the_format():
+    from pipeline.dataset_format import MANIFEST_FILE, SIZES_FILE
+
+    assert (MANIFEST_FILE, SIZES_FILE) == ("SHA256SUMS", "_sizes.json")

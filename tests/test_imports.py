@@ -70,8 +70,8 @@ def test_no_import_circle_in_any_package():
 
 def test_importing_the_tasks_changes_nothing_in_luigi():
     # (importing the package under Luigi is the entrance that does: see test_luigi_config)
-    code = ("import pipeline.tasks, luigi.interface as i, luigi.configuration as c; "
+    code = ("import pipeline.tasks; from pipeline import luigi_private as lp; "
             "from pipeline.luigi_config import DEFAULTS_FILE; "
-            "print(hasattr(i._run, '_imagenet21kp_wrapped'), str(DEFAULTS_FILE) in c.LuigiConfigParser._config_paths)")
+            "print(hasattr(lp.command_run(), '_imagenet21kp_wrapped'), str(DEFAULTS_FILE) in lp.config_paths())")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr

@@ -182,3 +182,71 @@ def test_the_scheduler_command_listens_on_localhost_with_the_package_defaults(tm
         proc.terminate()
         proc.wait(10)
     assert "no authentication" in proc.stderr.read()
+
+
+def test_no_scheduler_is_one_line_naming_both_ways_out_within_seconds(archive, tmp_path):
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "luigi", "--module", "pipeline", "BuildImageNet21KP",
+                           "--archive", str(archive), "--output-dir", str(tmp_path / "out"), "--scheduler-port",
+                           str(port), *DEMO], cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 8
+    line = one_error_line(proc)
+    assert f"localhost:{port}" in line and "--local-scheduler" in line and "python -m pipeline scheduler" in line
+
+
+def test_help_shows_each_parameter_once_with_its_default_and_the_luigi_options(tmp_path):
+    proc = luigi("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "--BuildImageNet21KP-" not in text and text.count("--min-images") == 1
+    words = " ".join(text.split())
+    assert "(default: 501)" in words and "(default: 1024)" in words and "processed ImageNet-21K-P download" in words
+    for option in ("--workers", "--local-scheduler", "--scheduler-host", "--log-level"):
+        assert option in text
+    assert len(text.splitlines()) < 70
+
+
+@pytest.mark.parametrize("flag, closest", [("--samples-per-shards", "--samples-per-shard"),
+                                           ("--min-image", "--min-images"), ("--jpeg-qualty", "--jpeg-quality")])
+def test_an_unknown_or_abbreviated_flag_is_one_line_naming_the_closest(flag, closest, archive, tmp_path):
+    proc = luigi("--archive", str(archive), "--output-dir", str(tmp_path / "out"), flag, "31", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"unknown flag {flag}; did you mean {closest}?" in one_error_line(proc)
+    assert not (tmp_path / "out").exists()
+
+
+def test_luigi_own_flag_forms_still_work(archive, tmp_path):
+    proc = luigi("--archive", str(archive), "--output-dir", str(tmp_path / "out"), "--BuildImageNet21KP-min-images",
+                 "31", "--val-per-class=5", "--samples-per-shard", "200", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_ctrl_c_while_loading_is_one_line(tmp_path):
+    # SIGINT as soon as the package starts loading (its import is where the first second goes)
+    code = ("import signal, os, sys, builtins, luigi.cmdline as c\n"
+            "real = builtins.__import__\n"
+            "def hook(name, *args, **kwargs):\n"
+            "    if name == 'pipeline.tasks':\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(name, *args, **kwargs)\n"
+            "builtins.__import__ = hook\n"
+            "c.luigi_run(['--module', 'pipeline', 'BuildImageNet21KP', '--help'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip() == "error: interrupted while loading; nothing was started"
+
+
+def test_a_summary_piped_into_head_ends_quietly(archive, tmp_path):
+    out = tmp_path / "out"
+    assert luigi("--archive", str(archive), "--output-dir", str(out), *DEMO, cwd=tmp_path).returncode == 0
+    command = " ".join([sys.executable, "-m", "luigi", "--module", "pipeline", "BuildImageNet21KP",
+                        "--local-scheduler", "--archive", str(archive), "--output-dir", str(out), *DEMO])
+    for _ in range(3):  # the reader may leave before or after the summary is written
+        proc = subprocess.run(["bash", "-c", f"set -o pipefail; {command} | head -c 1"], cwd=tmp_path,
+                              env=clean_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

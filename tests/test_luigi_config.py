@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from test_cli import clean_env
+from test_luigi_command import clean_env
 
 
 def test_the_package_defaults_apply_in_any_folder_and_luigi_cfg_wins(tmp_path):

@@ -23,7 +23,8 @@ from tools.demo_release import make_release
 from pipeline.jpeg_header import is_ready_jpeg
 
 SMALL = dict(samples_per_shard=200, shard_tasks=2, convert_tasks=3)
-NAMING_THE_ARCHIVE = {"stats.json", "_params.json", "README.md"}  # they record its path and layout
+NAMING_THE_ARCHIVE = {"stats.json", "_params.json", "README.md",  # they record its path and layout
+                      "_sizes.json", "SHA256SUMS"}  # and so do their sizes and hashes
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +102,18 @@ def test_small_classes_the_corrupt_file_and_a_val_only_class_are_accounted(relea
     stats = json.loads((built / "stats.json").read_text())
     assert stats["dropped_classes"] == {"released_small_class": len(release.files["small"])}
     assert stats["release"]["val_order"] == {"classes": 16, "first": 15, "first_en_us": 16}
-    assert stats["release"]["vs_timm_w21"]["extra"] == []  # every demo class is a w21 class
+    vs_timm = stats["release"]["vs_timm_w21"]
+    assert vs_timm["extra"] == 0 and vs_timm["extra_examples"] == []  # every demo class is a w21 class
+    lists = json.loads((built / vs_timm["file"]).read_text())
+    assert len(lists["missing"]) == vs_timm["missing"] > 10_000 - 16 and vs_timm["missing_examples"] == lists["missing"][:10]
+    assert len((built / "stats.json").read_bytes()) < 20_000
+    assert stats["parameters"]["not_applicable"] == ["min_images", "val_per_class", "val_rule"]
+    assert not {"min_images", "val_per_class", "val_rule"} & set(stats["parameters"])
+    params = json.loads((built / "_params.json").read_text())
+    assert params["not_applicable"] == stats["parameters"]["not_applicable"] and "min_images" not in params
     card = (built / "README.md").read_text()
     assert "from the official processed ImageNet-21K-P" in card and "Semantic tree: `wordnet`" in card
+    assert "| val_rule | (does not apply: the download's own split) |" in card
 
 
 def test_the_tar_gz_in_place_gives_the_same_dataset_and_a_rerun_redoes_nothing(release, built, tmp_path):

@@ -59,3 +59,14 @@ def test_fast_json_is_sample_json():
     make = sample_json_maker(chains)
     for ci, chain in enumerate(chains):
         assert make("n01440764", ci, 640, 480) == sample_json("n01440764", ci, chain, 640, 480)
+
+
+def test_a_shard_is_hashed_as_it_is_written(tmp_path):
+    """The size and SHA-256 come from the bytes written (the summary records them), not a re-read."""
+    import hashlib
+
+    samples = [(f"n01440764_{i}", {"jpg": memoryview(os.urandom(3000 + i)), "cls": b"1", "json": b"{}"})
+               for i in range(12)]
+    written = write_shard(tmp_path / "s.tar", samples)
+    data = (tmp_path / "s.tar").read_bytes()
+    assert written == (12, len(data), hashlib.sha256(data).hexdigest())

@@ -38,13 +38,19 @@ def test_the_card_counts_shards_in_words_and_names_the_tree_source():
     assert "| train samples | 10 in 2 shards |" in card and "| validation samples | 4 in 1 shard |" in card
     assert "Semantic tree: `wordnet` (WordNet 3.0 hypernyms" in card
     assert "20 = 14 + 0 + 6\n(balanced)" in card
+    assert "| dropped classes | 1 (by reason below) |" in card and "| too_few_images | 1 |" in card
+    assert "{" not in card.split("## Loading")[0]  # every figure in a table, no JSON
 
 
 def test_the_card_of_a_build_from_the_download_says_so():
     release = dict(copied=12, resized=2, tree_source="wordnet", val_order={"classes": 2, "first": 1, "first_en_us": 2},
-                   vs_timm_w21={"classes": 3, "missing": ["n3"], "extra": []})
-    card = dataset_card(stats(release=release))
+                   vs_timm_w21={"classes": 3, "missing": 1, "extra": 0, "missing_examples": ["n3"],
+                                "extra_examples": [], "file": "release_vs_timm_w21.json"})
+    params = dict(image_size=224, jpeg_quality=95, samples_per_shard=5, tree_source="wordnet",
+                  not_applicable=["min_images", "val_per_class", "val_rule"])
+    card = dataset_card(stats(release=release, parameters=params))
     assert "from the official processed ImageNet-21K-P\ndownload" in card and "12 images copied byte for byte" in card
     assert "1 of 2 classes, and the first N as `ls` lists them under en_US.UTF-8 in\n2 of 2" in card
-    assert "1 missing (n3), 0 extra (none)" in card
+    assert "1 (e.g. n3) missing, 0 extra\n(every wnid: `release_vs_timm_w21.json`)" in card
+    assert "| min_images | (does not apply: the download's own split) |" in card and "| min_images | 5" not in card
     assert "rebuild with `--is-a-path wordnet.is_a.txt`" in card
