@@ -72,7 +72,11 @@ def claim_matches(output_dir, expected: dict) -> bool:
     path = out / PARAMS_FILE
     if not path.is_file():
         return False
-    recorded = json.loads(path.read_text())
+    try:
+        recorded = json.loads(path.read_text())
+    except ValueError:
+        raise OutputDirError(f"{path} is damaged (not JSON): `python -m pipeline verify {output_dir} "
+                             "--remove-damaged`, then rerun") from None
     expected = json.loads(json.dumps(expected))
     for name in expected.get("not_applicable", []):  # recorded by earlier versions: ignored either way
         recorded.pop(name, None)

@@ -31,3 +31,14 @@ def test_a_release_claim_of_an_earlier_version_still_matches(tmp_path):
     now = {"archive": "/a", "image_size": 224, "not_applicable": ["min_images", "val_per_class", "val_rule"]}
     assert claim_matches(tmp_path, now)
     assert not claim_matches(tmp_path, dict(now, image_size=256))  # (no outputs: the dir may be reused)
+
+
+def test_a_damaged_claim_is_one_line_naming_the_repair(tmp_path):
+    import pytest
+
+    from pipeline.errors import OutputDirError
+    from pipeline.preflight import PARAMS_FILE, claim_matches
+
+    (tmp_path / PARAMS_FILE).write_bytes(b'{"archive": "/a", \xff')
+    with pytest.raises(OutputDirError, match="is damaged .* --remove-damaged"):
+        claim_matches(tmp_path, {"archive": "/a"})
