@@ -20,12 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from hierarchy.atomic import atomic_write_bytes
+from hierarchy.imagenet1k import imagenet1k_index
 from hierarchy.isa import parent_mapping
 from hierarchy.names import class_names
 
 MAX_NORMALIZATION_FACTOR = 20.0
 JSON_KEYS = ("class_description", "class_list", "class_tree_list", "level_of", "levels",
              "normalization_factors", "softmax_levels", "source", "target_table")
+#: Keys written since a later version: checked when present, recomputed when absent (older files).
+OPTIONAL_JSON_KEYS = ("imagenet1k_index",)
 
 
 def kept_parents(class_list: Sequence[str], parents: Mapping[str, str | None]) -> list[int]:
@@ -160,7 +163,9 @@ class SemanticTree:
     (chains), ``level_counts`` (classes per level, all levels), ``softmax_levels`` (level of each
     softmax), ``levels`` (sorted class indices of each softmax level), ``normalization_factors``
     (one per softmax level), ``target_table`` (int64 ``[num_classes, num_levels]``, see
-    :func:`semantic_target_table`; index it with a batch of labels).
+    :func:`semantic_target_table`; index it with a batch of labels), ``imagenet1k_index``
+    ({wnid: ImageNet-1K index} of the classes that are ImageNet-1K classes, sorted by wnid; see
+    :mod:`hierarchy.imagenet1k`; computed when first used).
     """
 
     def __init__(self, class_list: Sequence[str], parent_of: Sequence[int],
@@ -189,6 +194,7 @@ class SemanticTree:
         self.target_table = semantic_target_table(self.class_tree_list, self.levels,
                                                   self.softmax_levels)
         self._index = {wnid: i for i, wnid in enumerate(class_list)}
+        self._imagenet1k_index: dict[str, int] | None = None
 
     # ----- construction -------------------------------------------------------------------
 
@@ -233,6 +239,15 @@ class SemanticTree:
             return self._index[wnid]
         except KeyError:
             raise KeyError(f"{wnid} is not a class of this tree") from None
+
+    @property
+    def imagenet1k_index(self) -> dict[str, int]:
+        """``{wnid: ImageNet-1K index}`` for the classes that are ImageNet-1K classes (sorted by
+        wnid, i.e. in class order); raises :class:`~hierarchy.imagenet1k.ImageNet1kListMissing`
+        without timm's list."""
+        if self._imagenet1k_index is None:
+            self._imagenet1k_index = imagenet1k_index(self.class_list)
+        return dict(self._imagenet1k_index)
 
     def name(self, i: int) -> str:
         return self.class_description[self.class_list[i]]
@@ -287,7 +302,11 @@ class SemanticTree:
     # ----- JSON ---------------------------------------------------------------------------
 
     def to_json_dict(self) -> dict[str, object]:
-        """The JSON document (:data:`JSON_KEYS`) as plain Python values."""
+        """The JSON document (:data:`JSON_KEYS` and :data:`OPTIONAL_JSON_KEYS`) as plain Python values."""
+        return dict(self._required_json(), imagenet1k_index=self.imagenet1k_index)
+
+    def _required_json(self) -> dict[str, object]:
+        """The fields of :data:`JSON_KEYS` (what every tree file holds)."""
         return {
             "class_description": dict(self.class_description),
             "class_list": list(self.class_list),
@@ -307,7 +326,9 @@ class SemanticTree:
     @classmethod
     def load(cls, path: str | Path) -> "SemanticTree":
         """Read a tree written by :meth:`save`; raises ``ValueError`` when the file is not such a
-        tree or its stored fields disagree with the tree its ``class_tree_list`` describes."""
+        tree or its stored fields disagree with the tree its ``class_tree_list`` describes. A file
+        written before a key of :data:`OPTIONAL_JSON_KEYS` existed loads as well (the tree
+        computes that field itself)."""
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -326,8 +347,10 @@ class SemanticTree:
             tree = cls(doc["class_list"], parent_of, doc["class_description"], doc["source"])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None
-        stored = tree.to_json_dict()
-        wrong = [key for key in JSON_KEYS if stored[key] != doc[key]]
+        stored = tree._required_json()  # (imagenet1k_index needs timm's list: computed only to check it)
+        if "imagenet1k_index" in doc:
+            stored["imagenet1k_index"] = tree.imagenet1k_index
+        wrong = [key for key in (*JSON_KEYS, *OPTIONAL_JSON_KEYS) if key in doc and stored[key] != doc[key]]
         if wrong:
             raise ValueError(f"{path}: {', '.join(wrong)} disagree(s) with the tree described by "
                              "class_list and class_tree_list")

@@ -29,7 +29,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from pipeline.archive import ArchiveError, Container, folder_files
-from pipeline.images import BadImage, squish_resize_with_size
+from pipeline.images import BadImage, squish_resize_keeping_pixels
+from pipeline.near_duplicates import fingerprint
 from pipeline.members import member_name_problem, reject_row
 from pipeline.parts import PartBuilder, train_order
 from pipeline.streams import BlockStream, MemoryStream, StreamError, file_blocks, read_files_ahead
@@ -50,6 +51,7 @@ class ConvertSettings:
     val_per_class: int = 50
     val_rule: str = "first"
     seed: int = 0
+    fingerprint_copies: bool = False  # released layout: decode ready JPEGs for their fingerprint too
 
     def __post_init__(self):
         if self.val_rule not in VAL_RULES:
@@ -57,14 +59,16 @@ class ConvertSettings:
 
 
 def convert_image(data: bytes, size: int, quality: int) -> tuple:
-    """``("ok", jpeg, width, height)`` or ``("reject", reason, detail)``; never raises for bad bytes."""
+    """``("ok", jpeg, width, height, fingerprint)`` or ``("reject", reason, detail)``; never raises
+    for bad bytes (the fingerprint: :mod:`pipeline.near_duplicates`, of the resized pixels)."""
     try:
-        jpg, (w, h) = squish_resize_with_size(data, size=size, quality=quality)
+        jpg, (w, h), image = squish_resize_keeping_pixels(data, size=size, quality=quality)
+        pixels_fingerprint = fingerprint(image)
     except BadImage as exc:
         return "reject", exc.reason, str(exc)
     except Exception as exc:  # never stop a long build for one image; record it
         return "reject", "decode_error", f"{type(exc).__name__}: {exc}"
-    return "ok", jpg, w, h
+    return "ok", jpg, w, h, pixels_fingerprint
 
 
 class ContainerJob:
@@ -201,17 +205,15 @@ class ClassJob(ContainerJob):
         ok = []
         for member, key, result in self.converted:
             if result[0] == "ok":
-                ok.append((member, key, result[1], result[2], result[3]))
+                ok.append((member, key, *result[1:]))
             else:
                 self.reject(member, result[1], result[2], key, stage="decode")
         self.converted = []
         ok.sort()
         val = validation_positions(len(ok), self.settings, self.wnid, [member for member, *_ in ok])
-        for i, (member, key, jpg, w, h) in enumerate(ok):
-            if i in val:
-                self.part.add_sample(key, self.wnid, member, "validation", val[i], jpg, w, h)
-            else:
-                self.part.add_sample(key, self.wnid, member, "train", train_order(self.settings.seed, key), jpg, w, h)
+        for i, (member, key, jpg, w, h, pixels_fingerprint) in enumerate(ok):
+            split, order = ("validation", val[i]) if i in val else ("train", train_order(self.settings.seed, key))
+            self.part.add_sample(key, self.wnid, member, split, order, jpg, w, h, pixels_fingerprint)
 
 
 def ls_order_key(name: str) -> tuple:

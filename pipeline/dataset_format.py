@@ -23,7 +23,8 @@ DATASET_NAME = "imagenet21kp"
 SPLITS = ("train", "validation")
 INFO_FILE, TREE_FILE, STATS_FILE, CARD_FILE = "_info.json", "semantic_tree.json", "stats.json", "README.md"
 MANIFEST_FILE, SIZES_FILE = "SHA256SUMS", "_sizes.json"
-TABLE_FILES = ("labels.parquet", "classes.parquet", "rejects.parquet", "class_counts.parquet")
+VAL_PAIRS_FILE = "val_near_duplicates.parquet"  # validation images with a near-duplicate in train
+TABLE_FILES = ("labels.parquet", "classes.parquet", "rejects.parquet", "class_counts.parquet", VAL_PAIRS_FILE)
 IMAGE, LABEL, META = "jpg", "cls", "json"  # the members of a sample
 
 

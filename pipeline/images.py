@@ -76,6 +76,21 @@ def squish_resize_with_size(data: bytes, size: int = 224, quality: int = 95,
     return _encode_jpeg(image, quality), original_size
 
 
+def squish_resize_keeping_pixels(data: bytes, size: int = 224, quality: int = 95,
+                                 max_pixels: int = MAX_PIXELS) -> tuple[bytes, tuple[int, int], Image.Image]:
+    """:func:`squish_resize_with_size` plus the squish-resized image it encoded (for a fingerprint
+    of the pixels without a second decode)."""
+    if not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
+    image, original_size = _squish(data, size, max_pixels)
+    return _encode_jpeg(image, quality), original_size, image
+
+
+def squish_resized_image(data: bytes, size: int = 224, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The squish-resized image before JPEG encoding (mode RGB or RGBX); raises :class:`BadImage`."""
+    return _squish(data, size, max_pixels)[0]
+
+
 def squish_resized_array(data: bytes, size: int = 224, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The squish-resized pixels before JPEG encoding: ``(size, size, 3)`` uint8 RGB (quality checks)."""
     image, _ = _squish(data, size, max_pixels)

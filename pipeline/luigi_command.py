@@ -307,6 +307,16 @@ def summary_text(task, build: BuildRun | None = None) -> str:
         f"  validation  {_count(stats['samples']['validation'], 'sample')} in {_count(stats['shards']['validation'], 'shard')}",
         f"  rejects     {sum(rejects.values()):,}" + (f" ({_by_reason(rejects)}; see rejects.parquet)" if rejects else ""),
     ]
+    near = stats.get("near_duplicates")
+    if near:
+        val = near["val_with_train_near_duplicate"]
+        removed = near.get("near_duplicates_of_eval")
+        if removed:
+            lines.append(f"  near-dups   {sum(removed.values()):,} left out as near-duplicates of evaluation images "
+                         f"({_by_reason(removed)})")
+        if val["images"]:
+            lines.append(f"  val dups    {val['images']:,} validation images have a near-duplicate in train "
+                         + ("(moved out of validation)" if val["moved"] else "(val_near_duplicates.parquet)"))
     if "release" in stats:  # built from the processed download
         release = stats["release"]
         lines.append(f"  images      {release['copied']:,} copied byte for byte, {release['resized']:,} squish-resized")

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hierarchy.atomic import atomic_write_text, remove_stale_temp_files
+from pipeline.contamination import NearDuplicateRule, apply_rule
 from pipeline.dataset_format import SPLITS
 from pipeline.errors import NothingToBuild, ParameterError
 from pipeline.outputs import write_parquet
@@ -28,9 +29,12 @@ PLAN_COLUMNS = ("split", "shard", "position", "key", "wnid", "class_index", "par
 
 
 def plan_dataset(bases: list[str], taxonomy: dict, tree_source: str, samples_per_shard: int, tree_path: Path,
-                 plan_path: Path, only_kept_samples: bool = False, why_none: str = "", words_path: str = "") -> tuple:
-    """Stage 2 from the parts: write the semantic tree, the shard counts (``PLAN.shards.json``)
-    and the plan (last: it marks the stage done); return ``(classes, samples planned)``.
+                 plan_path: Path, only_kept_samples: bool = False, why_none: str = "", words_path: str = "",
+                 near_duplicates: NearDuplicateRule | None = None) -> tuple:
+    """Stage 2 from the parts: write the semantic tree, the shard counts (``PLAN.shards.json``),
+    what near-duplicates took (``PLAN.rejects.parquet``, ``PLAN.val_pairs.parquet``,
+    ``PLAN.contamination.json``: :func:`pipeline.contamination.apply_rule`) and the plan (last:
+    it marks the stage done); return ``(classes, samples planned)``.
 
     ``only_kept_samples``: drop samples of classes that are not kept (the processed ``.tar.gz``
     lists val images of classes without a train folder). Raises :class:`NothingToBuild` when no
@@ -54,6 +58,13 @@ def plan_dataset(bases: list[str], taxonomy: dict, tree_source: str, samples_per
     samples = pa.concat_tables([_with_part(read_parts([b], "samples"), k) for k, b in enumerate(bases)])
     if only_kept_samples:
         samples = samples.filter(pc.is_in(samples.column("wnid"), value_set=pa.array(class_list)))
+    if near_duplicates is not None:
+        samples, rejects, pairs, report = apply_rule(samples, near_duplicates)
+        for suffix, table in ((".rejects.parquet", rejects), (".val_pairs.parquet", pairs)):
+            remove_stale_temp_files(plan_path.with_suffix(suffix))
+            write_parquet(table, plan_path.with_suffix(suffix))
+        remove_stale_temp_files(plan_path.with_suffix(".contamination.json"))
+        atomic_write_text(plan_path.with_suffix(".contamination.json"), json.dumps(report, indent=1, sort_keys=True))
     plan = plan_samples(samples, class_list, samples_per_shard)
     counts_path = plan_path.with_suffix(".shards.json")
     remove_stale_temp_files(counts_path)

@@ -21,7 +21,8 @@ def parameter_problems(p: dict) -> list[str]:
     problems = []
     for name, low, high in (("min_images", 1, None), ("val_per_class", 0, None), ("samples_per_shard", 1, None),
                             ("image_size", 8, 4096), ("jpeg_quality", 1, 100), ("convert_tasks", 0, None),
-                            ("shard_tasks", 0, None), ("gzip_processes", 0, None), ("gzip_part_mb", 1, None)):
+                            ("shard_tasks", 0, None), ("gzip_processes", 0, None), ("gzip_part_mb", 1, None),
+                            ("near_dup_distance", 0, 31)):
         value = p[name]
         if value < low or (high is not None and value > high):
             bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
@@ -39,6 +40,9 @@ def parameter_problems(p: dict) -> list[str]:
     for name in ("is_a_path", "words_path"):
         if p[name] and not os.path.isfile(p[name]):
             problems.append(f"{flag(name)} {p[name]}: no such file")
+    for source in (s.strip() for s in p["eval_sets"].split(",") if s.strip()):
+        if not os.path.exists(source):
+            problems.append(f"--eval-sets {source}: no such folder or file")
     return problems
 
 
@@ -60,7 +64,7 @@ def holds_outputs(output_dir) -> bool:
     return False
 
 
-def claim_matches(output_dir, expected: dict) -> bool:
+def claim_matches(output_dir, expected: dict, added_later: dict | None = None) -> bool:
     """Whether ``output_dir`` is claimed by a build with ``expected`` parameters.
 
     False when it is unclaimed, or claimed by a build that produced nothing (it may be reused);
@@ -78,6 +82,8 @@ def claim_matches(output_dir, expected: dict) -> bool:
         raise OutputDirError(f"{path} is damaged (not JSON): `python -m pipeline verify {output_dir} "
                              "--remove-damaged`, then rerun") from None
     expected = json.loads(json.dumps(expected))
+    for name, default in (added_later or {}).items():  # a claim from before the parameter existed
+        recorded.setdefault(name, default)
     for name in expected.get("not_applicable", []):  # recorded by earlier versions: ignored either way
         recorded.pop(name, None)
     if "not_applicable" in expected:

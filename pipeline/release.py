@@ -42,10 +42,17 @@ def orphan_reason(wnid: str) -> tuple[str, str]:
 
 
 def release_image(data: bytes, settings: ConvertSettings) -> tuple[tuple, bool]:
-    """``(convert_image-style result, copied)``: a ready JPEG as it is, else squish-resized."""
+    """``(convert_image-style result, copied)``: a ready JPEG as it is (its fingerprint only with
+    ``settings.fingerprint_copies``: that needs a decode), else squish-resized."""
     size = settings.image_size
     if is_ready_jpeg(data, size):
-        return ("ok", data, size, size), True
+        fingerprint = None
+        if settings.fingerprint_copies:
+            from pipeline.images import squish_resized_image
+            from pipeline.near_duplicates import fingerprint as fingerprint_of
+
+            fingerprint = fingerprint_of(squish_resized_image(data, size))
+        return ("ok", data, size, size, fingerprint), True
     return convert_image(data, size, settings.jpeg_quality), False
 
 
@@ -87,7 +94,7 @@ class ReleaseFolderJob(ContainerJob):
         self.part.copied += copied
         self.part.resized += not copied
         order = train_order(self.settings.seed, key) if self.split == "train" else self.n_images - 1
-        self.part.add_sample(key, self.wnid, entry.name, self.split, order, result[1], result[2], result[3])
+        self.part.add_sample(key, self.wnid, entry.name, self.split, order, *result[1:])
 
     def damaged(self, offset: int, message: str, reason: str) -> None:
         self.n_entries += 1

@@ -33,10 +33,16 @@ def write_tables(bases: list[str], plan_path: str, tree_path: str, shard_summari
     size and SHA-256 of these files and of every shard (``files``: the shard tasks recorded them;
     a shard whose summary predates checksums is hashed here)."""
     summaries = [json.loads(Path(p).read_text()) for p in shard_summaries]
+    plan_file = Path(plan_path)
+    rejects = [read_parts(bases, "rejects").cast(REJECT_SCHEMA)]
+    if plan_file.with_suffix(".rejects.parquet").is_file():  # near-duplicates of evaluation images
+        rejects.append(pq.read_table(plan_file.with_suffix(".rejects.parquet")).cast(REJECT_SCHEMA))
     built, accounting = build_tables(
         plan=pq.read_table(plan_path), tree_path=tree_path, class_counts=read_parts(bases, "classes"),
-        rejects=read_parts(bases, "rejects").cast(REJECT_SCHEMA), shard_summaries=summaries,
-        archive_entries=archive_entries)
+        rejects=pa.concat_tables(rejects), shard_summaries=summaries, archive_entries=archive_entries)
+    if plan_file.with_suffix(".val_pairs.parquet").is_file():
+        built[dataset_format.VAL_PAIRS_FILE] = pq.read_table(plan_file.with_suffix(".val_pairs.parquet"))
+        accounting["near_duplicates"] = json.loads(plan_file.with_suffix(".contamination.json").read_text())
     files = {s["name"]: checksums.record_of(output_dir / s["name"], s) for summary in summaries
              for s in summary["shards"]}
     for name, table in built.items():
@@ -71,6 +77,8 @@ def write_report(output_dir: Path, accounting_path: Path, params: dict, release:
                         pq.read_table(output_dir / "rejects.parquet"), accounting, tree_summary, params)
     if not stats["accounting"]["balanced"]:
         raise PipelineError(f"accounting does not add up: {stats['accounting']}")
+    if "near_duplicates" in accounting:
+        stats["near_duplicates"] = accounting["near_duplicates"]
     written = [PARAMS_FILE, dataset_format.STATS_FILE, dataset_format.CARD_FILE, dataset_format.INFO_FILE]
     if release is not None:
         stats["release"], wnid_lists = release
@@ -99,6 +107,7 @@ def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects
     tree = SemanticTree.load(tree_path)
     class_index = plan.column("class_index").combine_chunks()
     chains = pa.array([tree.chain(c) for c in range(tree.num_classes)], pa.list_(pa.int64()))
+    in1k = tree.imagenet1k_index
     labels = pa.table({
         "key": plan.column("key"),
         "split": plan.column("split"),
@@ -121,6 +130,8 @@ def build_tables(plan: pa.Table, tree_path: str, class_counts: pa.Table, rejects
         "parent": pa.array(tree.parent_of, pa.int64()),
         "n_train": pa.array(n_split["train"], pa.int64()),
         "n_val": pa.array(n_split["validation"], pa.int64()),
+        # the class's index in ImageNet-1K's standard 1,000 (timm's imagenet_synsets.txt), null outside it
+        "imagenet1k_index": pa.array(list(map(in1k.get, tree.class_list)), pa.int64()),
     })
     all_rejects = rejects.cast(REJECT_SCHEMA).sort_by([("stage", "ascending"), ("wnid", "ascending"),
                                                        ("member", "ascending"), ("reason", "ascending")])
@@ -211,6 +222,25 @@ The val folder's images are the first N of their class in bytewise name order in
     return "\n\n".join(lines)
 
 
+def _near_duplicates_section(report: dict | None) -> str:
+    """The card's near-duplicates section (empty for a build made before fingerprints)."""
+    if not report:
+        return ""
+    lines = ["## Near-duplicates",
+             f"Fingerprints of the 224² pixels, near-duplicates within {report['distance']} bits "
+             "(`pipeline/near_duplicates.py`).", ""]
+    if "near_duplicates_of_eval" in report:
+        lines += ["| evaluation set | images | unreadable | archive images left out |", "|---|---|---|---|"]
+        lines += [f"| {name} | {report['eval_sets'][name]['images']} | {report['eval_sets'][name]['unreadable']} "
+                  f"| {n} |" for name, n in report["near_duplicates_of_eval"].items()]
+        lines.append("")
+    val = report["val_with_train_near_duplicate"]
+    what = f"moved out of validation ({val['moved']})" if val["moved"] else "reported"
+    lines += [f"Validation images with a near-duplicate in train: {val['images']} in {len(val['per_class'])} "
+              f"classes, {what}; the pairs are in `val_near_duplicates.parquet`.", "", ""]
+    return "\n".join(lines)
+
+
 def _shards(n: int) -> str:
     return f"{n} shard" if n == 1 else f"{n} shards"
 
@@ -253,7 +283,7 @@ class: {acc['archive_entries']} = {acc['in_shards']} + {acc['rejected']} + {acc[
 |---|---|
 {dropped}
 
-## Classes per semantic level
+{_near_duplicates_section(stats.get("near_duplicates"))}## Classes per semantic level
 | level | classes |
 |---|---|
 {levels}
@@ -267,8 +297,8 @@ class: {acc['archive_entries']} = {acc['in_shards']} + {acc['rejected']} + {acc[
 - `train/`, `validation/`: shards `imagenet21kp-SPLIT-NNNNNN.tar`; each sample is `KEY.jpg`,
   `KEY.cls` (class index) and `KEY.json` (wnid, class index, semantic chain, original size).
 - `_info.json`: split sizes and shard lengths (timm's WebDataset reader format).
-- `labels.parquet`, `classes.parquet`, `class_counts.parquet`, `rejects.parquet`,
-  `semantic_tree.json`, `stats.json`.
+- `labels.parquet`, `classes.parquet` (with each class's `imagenet1k_index`), `class_counts.parquet`,
+  `rejects.parquet`, `val_near_duplicates.parquet`, `semantic_tree.json`, `stats.json`.
 - `SHA256SUMS` (`sha256sum -c SHA256SUMS`, or `python -m pipeline verify THIS_DIR`) and `_sizes.json`:
   every file's sha256 and size, recorded as it was written.
 

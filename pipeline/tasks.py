@@ -28,12 +28,16 @@ from pipeline import checksums, dataset_format, listing, preflight, task_sizing,
 from pipeline.archive import Container, layout_of
 from pipeline.archive_layout import ArchiveLayout
 from pipeline.assemble import read_summary, shard_range, shards_intact, write_shards, write_summary
+from pipeline.contamination import VAL_MOVES
 from pipeline.convert import VAL_RULES, ConvertSettings
+from pipeline.near_duplicates import ALGORITHM, ALGORITHM_VERSION, DEFAULT_THRESHOLD
 from pipeline.errors import record_failure
 from pipeline.pil_build import describe_pil_build
 from pipeline.progress import TaskProgress, Work
 
 logger = logging.getLogger("luigi-interface")
+#: Parameters an output dir's claim may lack (written before they existed): their defaults.
+ADDED_LATER = {"eval_sets": [], "near_dup_distance": DEFAULT_THRESHOLD, "val_near_duplicates": "report"}
 
 
 class DatasetTask(luigi.Task):
@@ -67,7 +71,17 @@ class DatasetTask(luigi.Task):
     gzip_part_mb = luigi.IntParameter(default=1024, significant=False,
                                       description=".tar.gz: MB of archive a converter process takes into one "
                                                   "part (its JPEGs are held in memory until written)")
-
+    eval_sets = luigi.Parameter(default="", description="evaluation sets whose near-duplicates are left out of "
+                                                        "the build (rejects.parquet), comma-separated: folders or "
+                                                        "tars of images, or hash files (python -m pipeline "
+                                                        "eval-hashes)")
+    near_dup_distance = luigi.IntParameter(default=DEFAULT_THRESHOLD,
+                                           description="largest fingerprint distance (bits) that is a near-duplicate")
+    val_near_duplicates = luigi.ChoiceParameter(choices=VAL_MOVES, default="report",
+                                                description="validation images with a near-duplicate in train: "
+                                                            "report them (stats.json, val_near_duplicates.parquet), "
+                                                            "or move them out of validation, replaced by the next "
+                                                            "eligible image under the val rule")
 
     # ---- the archive and its listing --------------------------------------------------------
     @property
@@ -114,13 +128,29 @@ class DatasetTask(luigi.Task):
         return dict(min_images=self.min_images, val_per_class=self.val_per_class, val_rule=self.val_rule,
                     seed=self.seed, tree_source=self.resolved_tree_source,
                     is_a_path=work_dirs.file_identity(self.is_a_path),
-                    image_size=self.image_size, jpeg_quality=self.jpeg_quality)
+                    image_size=self.image_size, jpeg_quality=self.jpeg_quality,
+                    fingerprint=f"{ALGORITHM}-{ALGORITHM_VERSION}", fingerprint_copies=self.fingerprint_copies)
+
+    @property
+    def fingerprint_copies(self) -> bool:
+        """Whether images the processed download gives ready are decoded for their fingerprint
+        (only to compare them with evaluation sets: every other image is decoded anyway)."""
+        return self.archive_layout.released and bool(self.eval_sets)
+
+    def eval_sources(self) -> list[str]:
+        return [s.strip() for s in self.eval_sets.split(",") if s.strip()]
+
+    def plan_values(self) -> dict:
+        """What the plan depends on besides the parts."""
+        return dict(eval_sets=[work_dirs.tree_identity(s) for s in self.eval_sources()],
+                    near_dup_distance=self.near_dup_distance, val_near_duplicates=self.val_near_duplicates)
 
     def output_values(self) -> dict:
         """The parameters an output dir records (``_params.json``, ``stats.json``): those the
         layout ignores are listed as ``not_applicable`` instead of given a value."""
         values = dict(self.convert_values(), samples_per_shard=self.samples_per_shard,
-                      words_path=work_dirs.file_identity(self.words_path))
+                      words_path=work_dirs.file_identity(self.words_path), **self.plan_values())
+        del values["fingerprint"], values["fingerprint_copies"]  # how parts are made, not what the dataset is
         ignored = self.archive_layout.ignored_parameters
         if ignored:
             values = {k: v for k, v in values.items() if k not in ignored}
@@ -130,7 +160,8 @@ class DatasetTask(luigi.Task):
     @property
     def settings(self) -> ConvertSettings:
         return ConvertSettings(image_size=self.image_size, jpeg_quality=self.jpeg_quality, min_images=self.min_images,
-                               val_per_class=self.val_per_class, val_rule=self.val_rule, seed=self.seed)
+                               val_per_class=self.val_per_class, val_rule=self.val_rule, seed=self.seed,
+                               fingerprint_copies=self.fingerprint_copies)
 
     @property
     def parts_dir(self) -> Path:
@@ -139,7 +170,7 @@ class DatasetTask(luigi.Task):
 
     @property
     def plan_dir(self) -> Path:
-        return work_dirs.plan_dir(self.parts_dir, self.samples_per_shard, self.words_path)
+        return work_dirs.plan_dir(self.parts_dir, self.samples_per_shard, self.words_path, self.plan_values())
 
     @property
     def shards_work_dir(self) -> Path:
@@ -293,7 +324,10 @@ class PlanDataset(DatasetTask):
     """Stage 2: the class list and semantic tree, and the sample → shard plan (:func:`pipeline.plan.plan_dataset`)."""
 
     def requires(self):
-        return {"convert": self.convert_requirements(), "taxonomy": self.clone(ReadTaxonomy)}
+        needs = {"convert": self.convert_requirements(), "taxonomy": self.clone(ReadTaxonomy)}
+        if self.eval_sources():
+            needs["eval"] = self.clone(HashEvalSets)
+        return needs
 
     def output(self):
         return {"tree": luigi.LocalTarget(str(self.plan_dir / dataset_format.TREE_FILE)),
@@ -301,16 +335,33 @@ class PlanDataset(DatasetTask):
 
     def run(self):
         self.remove_stale_outputs()
+        from pipeline.contamination import NearDuplicateRule
         from pipeline.plan import plan_dataset
 
+        rule = NearDuplicateRule(self.near_dup_distance, self.val_near_duplicates, self.val_rule, self.seed,
+                                 self.input()["eval"].path if "eval" in self.input() else None)
         n_classes, n_samples = plan_dataset(
             self.part_bases(), json.loads(Path(self.input()["taxonomy"].path).read_text()), self.resolved_tree_source,
             self.samples_per_shard, Path(self.output()["tree"].path), Path(self.output()["plan"].path),
             only_kept_samples=self.archive_layout.released and self.archive_layout.one_stream, words_path=self.words_path,
             why_none=f"no class of {self.archive} has at least {self.min_images} images (--min-images; the largest "
                      "has {most}): nothing to build; lower --min-images (and --val-per-class below it), or check "
-                     "that this is the right archive")
+                     "that this is the right archive", near_duplicates=rule)
         self.status(f"{n_classes} classes, {n_samples} samples planned")
+
+
+class HashEvalSets(DatasetTask):
+    """The fingerprints of the evaluation sets (``--eval-sets``), taken once: a table of set,
+    image name and fingerprint (:mod:`pipeline.near_duplicates`), and the images that failed."""
+
+    def output(self):
+        return luigi.LocalTarget(str(work_dirs.eval_file(self.work_root, self.plan_values()["eval_sets"])))
+
+    def run(self):
+        self.remove_stale_outputs()
+        from pipeline.contamination import hash_eval_sets
+
+        hash_eval_sets(self.eval_sources(), Path(self.output().path))
 
 
 class ClaimOutputDir(DatasetTask):
@@ -324,7 +375,7 @@ class ClaimOutputDir(DatasetTask):
 
     def complete(self):
         # False for a claim by a build that produced nothing: run() claims the dir again
-        return preflight.claim_matches(self.output_dir, self.expected())
+        return preflight.claim_matches(self.output_dir, self.expected(), ADDED_LATER)
 
     def run(self):
         self.remove_stale_outputs()
@@ -412,7 +463,7 @@ class BuildImageNet21KP(DatasetTask):
         preflight.check_parameters(self.param_kwargs)
         if not self.archive_layout.one_stream:
             self.containers  # noqa: B018  (lists the archive: a damaged outer tar is refused here)
-        preflight.claim_matches(self.output_dir, self.clone(ClaimOutputDir).expected())
+        preflight.claim_matches(self.output_dir, self.clone(ClaimOutputDir).expected(), ADDED_LATER)
         preflight.check_wordnet()
 
     def requires(self):

@@ -8,6 +8,7 @@ the names need no listing of the archive, so any host can check any task's outpu
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +30,26 @@ def file_identity(path: str):
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
+@functools.cache
+def tree_identity(path: str):
+    """A file's :func:`file_identity`, or for a folder the identity of every file under it
+    (relative path, size, mtime): it changes when any file is added, removed or rewritten."""
+    if not os.path.isdir(path):
+        return file_identity(path)
+    files = []
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names):
+            st = os.stat(os.path.join(root, name))
+            files.append([os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns])
+    return [os.path.abspath(path), digest(files)]
+
+
+def eval_file(work_root: Path, identities: list) -> Path:
+    """The fingerprints of the evaluation sets with these identities."""
+    return work_root / f"eval-{digest(identities)}.parquet"
+
+
 def archive_work_dir(work_root: Path, archive: str) -> Path:
     """The folder of everything read from ``archive`` as it is now."""
     try:
@@ -44,8 +65,8 @@ def parts_dir(archive_dir: Path, convert_values: dict, convert_tasks: int | None
     return archive_dir / f"convert-{digest(convert_values)}" / f"parts-{runs}"
 
 
-def plan_dir(parts: Path, samples_per_shard: int, words_path: str) -> Path:
-    return parts / f"plan-{digest(samples_per_shard, file_identity(words_path))}"
+def plan_dir(parts: Path, samples_per_shard: int, words_path: str, values: dict) -> Path:
+    return parts / f"plan-{digest(samples_per_shard, file_identity(words_path), values)}"
 
 
 def shards_work_dir(plan: Path, shard_tasks: int) -> Path:

@@ -147,3 +147,37 @@ def test_words_file_names_by_first_lemma(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("n01440764\ttench, Tinca tinca\nn01549053\tgrey kingbird, gray kingbird\n")
     assert read_words(path) == {"n01440764": "tench", "n01549053": "grey_kingbird"}
+
+
+# fish (not a class) -> tench, goldfish; toilet tissue; a tree's own wnid that ImageNet-1K lacks
+IN1K_PARENTS = {"n01440764": "n02512053", "n01443537": "n02512053", "n02512053": "n00015388"}
+IN1K_CLASSES = ["n15075141", "n01443537", "n00015388", "n01440764"]
+
+
+def test_the_tree_maps_its_imagenet1k_classes_to_their_1k_index(tmp_path):
+    tree = SemanticTree.from_parents(IN1K_CLASSES, IN1K_PARENTS)
+    # tench is ImageNet-1K's class 0, goldfish 1, toilet tissue 999; animal is no ImageNet-1K class
+    assert tree.imagenet1k_index == {"n01440764": 0, "n01443537": 1, "n15075141": 999}
+    path = tmp_path / "tree.json"
+    tree.save(path)
+    text = path.read_text()
+    assert ' "imagenet1k_index": {\n  "n01440764": 0,\n  "n01443537": 1,\n  "n15075141": 999\n },\n' in text
+    assert list(json.loads(text)) == sorted(json.loads(text))  # keys still sorted
+    SemanticTree.load(path).save(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_bytes() == path.read_bytes()
+    assert SemanticTree.from_parents(["a", "b"], {}).imagenet1k_index == {}  # none: an empty map
+
+
+def test_a_tree_file_written_before_the_imagenet1k_map_still_loads(tmp_path):
+    tree = SemanticTree.from_parents(IN1K_CLASSES, IN1K_PARENTS)
+    path = tmp_path / "old.json"
+    tree.save(path)
+    doc = json.loads(path.read_text())
+    del doc["imagenet1k_index"]
+    path.write_text(json.dumps(doc))
+    old = SemanticTree.load(path)
+    assert old.class_list == tree.class_list and old.imagenet1k_index == tree.imagenet1k_index
+    doc["imagenet1k_index"] = {"n01440764": 1}  # a map that is not ImageNet-1K's
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="imagenet1k_index disagree"):
+        SemanticTree.load(path)

@@ -106,7 +106,8 @@ def test_a_build_prints_its_summary_and_nothing_else(archive, tmp_path):
         f"  rejects     {sum(rejects.values())}"
         + (" (" + ", ".join(f"{r} {n}" for r, n in sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))
            + "; see rejects.parquet)" if rejects else ""),
-    ]
+    ] + ([f"  val dups    {val_dups} validation images have a near-duplicate in train (val_near_duplicates.parquet)"]
+         if (val_dups := stats["near_duplicates"]["val_with_train_near_duplicate"]["images"]) else [])
     card = (out / "README.md").read_text()
     assert f"| validation samples | {stats['samples']['validation']} in 1 shard |" in card  # not "1 shards"
     again = luigi("--archive", str(archive), "--output-dir", str(out), *DEMO, cwd=tmp_path)

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipeline.tables import dataset_card, per_class
+from hierarchy import SemanticTree
+from pipeline.members import REJECT_SCHEMA
+from pipeline.outputs import write_parquet
+from pipeline.tables import build_tables, dataset_card, per_class
 
 COUNTS = pa.schema([("wnid", pa.string()), ("n_images", pa.int64()), ("kept", pa.bool_()), ("drop_reason", pa.string())])
 
@@ -54,3 +58,27 @@ def test_the_card_of_a_build_from_the_download_says_so():
     assert "1 (e.g. n3) missing, 0 extra\n(every wnid: `release_vs_timm_w21.json`)" in card
     assert "| min_images | (does not apply: the download's own split) |" in card and "| min_images | 5" not in card
     assert "rebuild with `--is-a-path wordnet.is_a.txt`" in card
+
+
+def test_classes_carry_their_imagenet1k_index_or_null(tmp_path, timm_info_dir):
+    # tench (ImageNet-1K's 0), goldfish (1), toilet tissue (999) under fish/animal, which ImageNet-1K lacks
+    wnids = ["n00015388", "n01440764", "n01443537", "n02512053", "n15075141"]
+    parents = {"n01440764": "n02512053", "n01443537": "n02512053", "n02512053": "n00015388"}
+    SemanticTree.from_parents(wnids, parents).save(tmp_path / "tree.json")
+    plan = pa.table({"key": [f"{w}_1" for w in wnids], "split": ["train"] * 5, "shard": [0] * 5,
+                     "class_index": list(range(5)), "wnid": wnids})
+    counts = pa.Table.from_pylist([dict(wnid=w, n_images=1, kept=True, drop_reason=None) for w in wnids], schema=COUNTS)
+    summary = {"shards": [{"name": "train/imagenet21kp-train-000000.tar", "num_samples": 5}]}
+
+    def classes_file(name):
+        built, _ = build_tables(plan, str(tmp_path / "tree.json"), counts, REJECT_SCHEMA.empty_table(), [summary], 5)
+        write_parquet(built["classes.parquet"], tmp_path / name)
+        return tmp_path / name
+
+    table = pq.read_table(classes_file("classes.parquet"))
+    assert table.schema.field("imagenet1k_index").type == pa.int64()
+    assert table.column("imagenet1k_index").to_pylist() == [None, 0, 1, None, 999]
+    official = (timm_info_dir / "imagenet_synsets.txt").read_text().split()
+    for row in table.to_pylist():
+        assert row["imagenet1k_index"] == (official.index(row["wnid"]) if row["wnid"] in official else None)
+    assert classes_file("again.parquet").read_bytes() == (tmp_path / "classes.parquet").read_bytes()

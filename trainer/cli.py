@@ -1,6 +1,7 @@
 """Command line: ``python -m trainer [train] --data DIR --output RUN ...`` and
 ``python -m trainer predict --run RUN IMAGE...`` and
-``python -m trainer evaluate --run RUN --data DIR`` (training also under ``torchrun``).
+``python -m trainer evaluate --run RUN --data DIR`` (or ``--imagenet1k-val VAL_DIR``; training also under
+``torchrun``).
 
 The train flags are generated from :class:`trainer.config.TrainConfig`, so ``--help`` always
 documents every setting with its default.
@@ -81,17 +82,26 @@ def evaluate_parser() -> argparse.ArgumentParser:
         prog="python -m trainer evaluate",
         description="Validate trained weights on a dataset's validation split with training's own "
                     "validation code; print the metrics of a metrics.jsonl val entry and write eval.json "
-                    "and accuracy_per_level.png.",
+                    "and accuracy_per_level.png. With --imagenet1k-val, score them on ImageNet-1K's "
+                    "validation images instead.",
         formatter_class=_HelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="run directory of a training (model.json, semantic_tree.json and its "
                                       "weights, or checkpoint.pt while it is still running)")
     source.add_argument("--weights", help="a weights file (.safetensors or a torch state dict); needs --model "
                                           "and --output, the classes are the dataset's")
-    parser.add_argument("--data", required=True, default=argparse.SUPPRESS,
-                        help="dataset directory written by the pipeline (its validation split is evaluated)")
+    parser.add_argument("--data", help="dataset directory written by the pipeline (its validation split is "
+                                       "evaluated); with --imagenet1k-val only needed for --weights (its classes)")
+    parser.add_argument("--imagenet1k-val", metavar="VAL_DIR",
+                        help="instead of --data's validation split, score top-1/top-5 on an ILSVRC2012-style "
+                             "validation folder (VAL_DIR/nXXXXXXXX/*.JPEG) among the model's ImageNet-1K classes "
+                             "(the head's rows of them); writes eval_imagenet1k.json")
+    parser.add_argument("--class-list", metavar="FILE",
+                        help="with --imagenet1k-val: the benchmark's classes, one wnid a line (default: ImageNet-1K's "
+                             "1,000, timm's imagenet_synsets.txt; e.g. timm's imagenet_r_synsets.txt for ImageNet-R)")
     parser.add_argument("--output", help="folder for eval.json and accuracy_per_level.png (default with "
-                                         "--run: RUN/eval-<dataset folder name>)")
+                                         "--run: RUN/eval-<dataset folder name>, or RUN/eval-imagenet1k-<VAL_DIR "
+                                         "name> with --imagenet1k-val)")
     parser.add_argument("--model", help="timm model name of --weights (with --run: from model.json)")
     parser.add_argument("--scheme", choices=["semantic", "single", "multi"], default="semantic",
                         help="the scheme --weights were trained with (with --run: from model.json)")
