@@ -57,6 +57,7 @@ bench: env
 	$(PY) benchmarks/checkpoint_cost.py
 	$(PY) benchmarks/shard_tar.py
 	$(PY) benchmarks/tar_headers.py
+	$(PY) benchmarks/near_duplicates.py --lookup-sizes 5000,50000
 
 clean-demo:
 	rm -rf $(DEMO)

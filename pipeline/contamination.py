@@ -45,19 +45,23 @@ def nearest_matches(queries: np.ndarray, index: EvalIndex, threshold: int) -> tu
     return q[first], r[first], d[first]
 
 
-def eval_rejects(samples: pa.Table, evals: pa.Table, threshold: int) -> tuple[pa.Table, pa.Table]:
-    """``(samples that match no evaluation image, their reject rows)``: a sample within
+def eval_rejects(samples: pa.Table, evals: pa.Table, threshold: int) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """``(samples that match no evaluation image, their reject rows, rejects per set)``: a sample within
     ``threshold`` of an evaluation image (``evals``: :data:`EVAL_SCHEMA`) is rejected with reason
     :data:`EVAL_REASON`, naming the set, the image and the distance."""
     fingerprints = samples.column("fingerprint").to_numpy(zero_copy_only=False)
     known = ~pc.is_null(samples.column("fingerprint")).to_numpy(zero_copy_only=False)
+    sets = evals.column("set").to_pylist()
+    per_set = dict.fromkeys(sorted(set(sets)), 0)
     if evals.num_rows == 0 or not known.any():
-        return samples, REJECT_SCHEMA.empty_table()
+        return samples, REJECT_SCHEMA.empty_table(), per_set
     positions = np.flatnonzero(known)
     index = EvalIndex(evals.column("fingerprint").to_numpy().astype(np.uint64), threshold=threshold)
     q, r, d = nearest_matches(fingerprints[positions].astype(np.uint64), index, threshold)
     hit = positions[q]
-    sets, names = evals.column("set").to_pylist(), evals.column("name").to_pylist()
+    names = evals.column("name").to_pylist()
+    for e in r.tolist():
+        per_set[sets[e]] += 1
     rows = samples.take(pa.array(hit, pa.int64())).to_pydict() if len(hit) else {"key": [], "member": [], "wnid": []}
     rejects = pa.Table.from_pylist([
         dict(key=key, member=member, wnid=wnid, stage="plan", reason=EVAL_REASON,
@@ -66,7 +70,7 @@ def eval_rejects(samples: pa.Table, evals: pa.Table, threshold: int) -> tuple[pa
     ], schema=REJECT_SCHEMA)
     keep = np.ones(samples.num_rows, bool)
     keep[hit] = False
-    return samples.filter(pa.array(keep)), rejects
+    return samples.filter(pa.array(keep)), rejects, per_set
 
 
 def val_train_pairs(samples: pa.Table, threshold: int) -> pa.Table:
@@ -158,9 +162,7 @@ def apply_rule(samples: pa.Table, rule: NearDuplicateRule) -> tuple[pa.Table, pa
     rejects = REJECT_SCHEMA.empty_table()
     if rule.eval_file:
         evals = pq.read_table(rule.eval_file)
-        samples, rejects = eval_rejects(samples, evals, rule.distance)
-        sets = [d.split(": ", 1)[0] for d in rejects.column("detail").to_pylist()]
-        report["near_duplicates_of_eval"] = {s: sets.count(s) for s in sorted(set(evals.column("set").to_pylist()))}
+        samples, rejects, report["near_duplicates_of_eval"] = eval_rejects(samples, evals, rule.distance)
         report["eval_sets"] = json.loads(Path(rule.eval_file).with_suffix(".failures.json").read_text())
     pairs = val_train_pairs(samples, rule.distance)
     per_class = per_class_counts(pairs)
@@ -182,10 +184,12 @@ def hash_eval_sets(sources: list[str], path: Path) -> None:
     ``path``, and beside it (``.failures.json``) the images of each set that could not be read."""
     tables, failures = [], {}
     for source in sources:
-        names, fingerprints, failed = fingerprints_of_eval_set(source)
+        names, fingerprints, failed = fingerprints_of_eval_set(source, variants=True)
         name = eval_set_name(source)
-        tables.append(pa.table({"set": pa.array([name] * len(names), pa.string()), "name": pa.array(names, pa.string()),
-                                "fingerprint": pa.array(fingerprints, pa.uint64())}, schema=EVAL_SCHEMA))
+        per_image = fingerprints.shape[1]  # one row per crop variant: the index reports the nearest
+        tables.append(pa.table({"set": pa.array([name] * fingerprints.size, pa.string()),
+                                "name": pa.array([n for n in names for _ in range(per_image)], pa.string()),
+                                "fingerprint": pa.array(fingerprints.ravel(), pa.uint64())}, schema=EVAL_SCHEMA))
         failures[name] = {"images": len(names), "unreadable": len(failed),
                           "examples": [f"{n}: {why}" for n, why in failed[:10]]}
     failures_path = path.with_suffix(".failures.json")
@@ -208,7 +212,7 @@ def eval_hashes_main(argv: list[str]) -> int:
     if not os.path.exists(args.source):
         print(f"error: {args.source}: no such folder or file", file=sys.stderr)
         return 2
-    names, fingerprints, failed = fingerprints_of_eval_set(args.source)
+    names, fingerprints, failed = fingerprints_of_eval_set(args.source, variants=True)
     write_hash_file(args.output, names, fingerprints)
     print(f"{len(names):,} fingerprints of {args.source} written to {args.output}"
           + (f"; {len(failed)} image(s) unreadable (e.g. {failed[0][0]}: {failed[0][1]})" if failed else ""))

@@ -1,30 +1,39 @@
 """Perceptual fingerprints of the build's 224² pixels, and exact lookup of near-duplicates of evaluation images.
 
 Contract. :func:`fingerprint` maps the squish-resized image the convert stage already holds (the
-``(PIL image RGB/RGBX, original size)`` of ``pipeline.images._squish``, or the ``(224, 224, 3)``
-array of :func:`pipeline.images.squish_resized_array`; the same pixels give the same int) to an
-unsigned 64-bit int. Two images are near-duplicates when their fingerprints differ in at most
-``threshold`` bits (:data:`DEFAULT_THRESHOLD`). Evaluation images are put through the same squish
-to 224² first (:func:`fingerprints_of_eval_set`), so a rescale or an aspect change is absorbed by
-construction. :class:`EvalIndex` answers, for a batch of query fingerprints, every
-``(query, eval, distance)`` with ``distance <= threshold`` — exactly what comparing every pair
-would, without comparing every pair. Hash files (:func:`write_hash_file`, :func:`read_hash_file`)
+PIL image, RGB or RGBX, of ``pipeline.images._squish``, or the ``(224, 224, 3)`` array of
+:func:`pipeline.images.squish_resized_array`; the same pixels give the same value) to an unsigned
+64-bit int (in the convert stage: :func:`luma_grid` per image, ~10-30 µs, then one
+:func:`fingerprints_from_grids` per batch, ~2 µs an image). An evaluation image, put through the
+same squish to 224² first, gets :data:`VARIANT_COUNT` (49) fingerprints (:func:`eval_fingerprints`). A training image is a near-duplicate of
+an evaluation image when its fingerprint is within ``threshold`` bits (Hamming distance,
+:data:`DEFAULT_THRESHOLD`) of one of the evaluation image's. :class:`EvalIndex` answers, for a
+batch of query fingerprints, every ``(query, eval, distance)`` within the threshold (distance: the
+smallest over the variants) — exactly what :func:`brute_force_matches` finds by comparing every
+pair, without comparing every pair. Hash files (:func:`write_hash_file`, :func:`read_hash_file`)
 share evaluation fingerprints without the images; a file of another algorithm or version is
 refused in one line (:class:`HashFileError`).
 
-The fingerprint (``dct-phash64`` version 1): luma of the 224² image box-reduced to 32x32
-(``Image.reduce(7)``), 2-D DCT-II (orthonormal, a precomputed 8x32 matrix: only the lowest 8x8
-coefficients are made), the 64 lowest frequencies after DC in zig-zag order (the 8x8 corner less
-DC and (7,7), plus (8,0)-(0,8) are *not* used: see :data:`_COEFFS`), each bit ``coefficient >
-median``. The median threshold makes it blind to contrast; dropping DC to brightness; a gray image
-has the luma of its colour original. Bits are stored in an interleaved order (bit ``i`` of
-frequency rank ``r`` is ``r % 8 * 8 + r // 8``) so that every byte, and so every chunk
-:class:`EvalIndex` cuts, holds low and high frequencies alike. Measured recall, false matches, the
-distance distributions, cost and lookup scaling: ``benchmarks/near_duplicates.py``.
+The fingerprint (``centre-dct64`` version 1) is a DCT pHash of the centre of the image: the
+224² image box-reduced to a 28x28 luma grid (``Image.reduce(8)``, then ``convert("L")``), its
+region inside a 5 % margin (:data:`MARGIN`) box-resampled to 32x32 and put through the 2-D DCT-II
+(orthonormal) — both folded into one fixed-point 11x28 matrix per axis, so the arithmetic is exact
+and a fingerprint the same on every machine and in any batch — the 64 lowest frequencies after
+DC in zig-zag order, each bit ``coefficient > median`` (so 32 bits are set, fewer only for
+flat images with tied coefficients: distances are even). The median makes it blind to contrast, dropping DC to brightness, and a gray copy has the luma of its
+colour original; squish and aspect changes are absorbed by the squish itself. A crop of up to 5 %
+per side, in either direction (the training image a crop of the evaluation image, or the other way
+round), moves the query's centre region to a region of the evaluation image that lies wholly
+inside it: :func:`eval_fingerprints` fingerprints the evaluation image at 49 such regions
+(:data:`VARIANTS`) (per axis each
+side cropped 0 or 5 % or both 2.5 %, each direction), so no fingerprint has to absorb more than
+a sliver of misalignment. Bits are stored interleaved (frequency rank ``r`` at bit
+``63 - (r % 8 * 8 + r // 8)``) so that any chunk :class:`EvalIndex` cuts holds low and high
+frequencies alike. Measured recall, false matches, distance distributions, cost and lookup
+scaling: ``benchmarks/near_duplicates.py``.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import tarfile
@@ -35,14 +44,18 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-ALGORITHM = "dct-phash64"
+ALGORITHM = "centre-dct64"
 ALGORITHM_VERSION = 1
 HASH_BITS = 64
 #: Near-duplicate when the Hamming distance is at most this (chosen in benchmarks/near_duplicates.py).
-DEFAULT_THRESHOLD = 10
+DEFAULT_THRESHOLD = 6
 #: The side of the image the fingerprint is defined on (the build's squish size).
 SIZE = 224
+#: The largest crop per side the design absorbs, and the query's margin (they must be equal or the
+#: margin larger: the query's centre then always lies inside the evaluation image).
+MARGIN = 0.05
 _GRID = 32
+_ROWS = 11  # DCT rows needed for the first 65 zig-zag positions
 #: File name endings read as images from a folder or a tar (case-insensitive).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -62,43 +75,126 @@ def _zigzag(n: int) -> list[tuple[int, int]]:
                   key=lambda p: (p[0] + p[1], p[0] if (p[0] + p[1]) % 2 else p[1]))
 
 
-_DCT = _dct_rows(_GRID, 8).astype(np.float32)
-#: Flat indices (into the 8x8 low block) of the 64 coefficients used, by frequency rank: zig-zag
-#: after DC, the first 64 that lie in the 8x8 block.
-_COEFFS = np.array([u * 8 + v for u, v in _zigzag(8)][1:] + [0], dtype=np.intp)[:64]
-#: Bit weight of frequency rank r (interleaved: see the module docstring).
-_WEIGHTS = np.array([1 << (63 - (r % 8 * 8 + r // 8)) for r in range(64)], dtype=np.uint64)
+#: Flat indices into the 11x11 low block of the 64 coefficients used, lowest frequency first.
+_COEFFS = np.array([u * _ROWS + v for u, v in _zigzag(_ROWS)[1:HASH_BITS + 1]], dtype=np.intp)
+
+
+def _regions(margin: float = MARGIN) -> tuple[tuple[float, float, float, float], ...]:
+    """The evaluation-side regions ``(left, top, right, bottom)`` as fractions of the image; centre first.
+
+    Per axis, ``(l, r)``: the query cut ``l`` and ``r`` off the evaluation image's sides (crop) or
+    the evaluation image is the query with those cut off (extension); the query's centre region
+    ``[margin, 1 - margin]`` then is ``[s, e]`` of the evaluation image, computed here.
+    """
+    cuts = [(0.0, 0.0), (margin, 0.0), (0.0, margin), (margin, margin), (margin / 2, margin / 2)]
+
+    def crop(l, r):
+        return l + margin * (1 - l - r), 1 - r - margin * (1 - l - r)
+
+    def extension(l, r):
+        return (margin - l) / (1 - l - r), (1 - margin - l) / (1 - l - r)
+
+    regions = {}
+    for direction in (crop, extension):
+        spans = [direction(l, r) for l, r in cuts]
+        for sy, ey in spans:
+            for sx, ex in spans:
+                key = tuple(round(v, 9) for v in (sx, sy, ex, ey))
+                regions.setdefault(key, key)
+    return tuple(regions)
+
+
+#: The evaluation-side regions; ``VARIANTS[0]`` is the query's own (the centre inside the margin).
+VARIANTS = _regions()
+VARIANT_COUNT = len(VARIANTS)
+#: The luma grid the fingerprint starts from: the 224² image box-reduced by 8 (``Image.reduce``): 28x28.
+_REDUCE = 8
+_CELLS = SIZE // _REDUCE
+#: Fixed-point scale of the per-axis matrices: every product and sum of the transform is then an
+#: integer below 2^46, exact in float64 whatever the order of summation (BLAS, batch size, CPU):
+#: the same pixels give the same fingerprint everywhere, one image at a time or in batches.
+_SCALE = 2.0 ** 14
+
+
+def _box_matrix(start: float, end: float, cells: int = _CELLS, out: int = _GRID) -> np.ndarray:
+    """(out, cells): box resampling of the span [start, end] (fractions) of ``cells`` cells to ``out`` samples."""
+    edges = start + (end - start) * np.arange(out + 1) / out
+    cell = np.arange(cells + 1) / cells
+    lo = np.maximum(edges[:-1, None], cell[None, :-1])
+    hi = np.minimum(edges[1:, None], cell[None, 1:])
+    weights = np.clip(hi - lo, 0, None)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _dct_of_span(start: float, end: float) -> np.ndarray:
+    """(11, cells): the DCT rows applied to the 32 box samples of the span, in fixed point (integers)."""
+    return np.round(_dct_rows(_GRID, _ROWS) @ _box_matrix(start, end) * _SCALE)
+
+
+#: Per region, the row (y) and column (x) matrices: coefficients of region v are ``Y[v] @ grid @ X[v].T``.
+_Y = np.stack([_dct_of_span(top, bottom) for left, top, right, bottom in VARIANTS])  # (V, 11, cells)
+_X = np.stack([_dct_of_span(left, right) for left, top, right, bottom in VARIANTS])
+_XT = np.ascontiguousarray(_X.transpose(0, 2, 1))
+#: Column of the packed (big-endian) bit array that holds frequency rank r (interleaved).
+_POSITION = np.array([r % 8 * 8 + r // 8 for r in range(HASH_BITS)])
+_RANK_AT = np.argsort(_POSITION)
+
+
+def luma_grid(image) -> np.ndarray:
+    """The 28x28 uint8 luma grid a fingerprint is made from (``Image.reduce(8)`` of the 224² image, then luma).
+
+    The cheap, per-image part (~10 µs): the convert stage can keep the grids of a part and call
+    :func:`fingerprints_from_grids` once for all of them. Another size than 224² is box-resized to
+    224² first; a numpy array (HxWx3 uint8) is taken as RGB.
+    """
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.ascontiguousarray(image[:, :, :3]) if image.ndim == 3 else image)
+    if image.size != (SIZE, SIZE):
+        image = image.resize((SIZE, SIZE), Image.Resampling.BOX)
+    small = image.reduce(_REDUCE)
+    if small.mode != "L":
+        small = small.convert("L")
+    return np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_CELLS, _CELLS)
+
+
+def fingerprints_from_grids(grids) -> np.ndarray:
+    """The fingerprints (uint64) of a batch of :func:`luma_grid` grids, shape (n, 28, 28): a few µs each."""
+    g = np.asarray(grids, dtype=np.float64).reshape(-1, _CELLS, _CELLS)
+    n = len(g)
+    # Y @ g @ X.T for every grid as two plain matrix products (exact: integers in float64)
+    rows = (_Y[0] @ g.transpose(1, 0, 2).reshape(_CELLS, n * _CELLS)).reshape(_ROWS, n, _CELLS)
+    coeffs = (rows.transpose(1, 0, 2).reshape(n * _ROWS, _CELLS) @ _XT[0]).reshape(n, _ROWS * _ROWS)
+    return _pack(coeffs[:, _COEFFS])
+
+
+def _pack(coeffs: np.ndarray) -> np.ndarray:
+    """(n, 64) coefficients, lowest frequency first -> (n,) uint64: bit = coefficient above the median."""
+    bits = coeffs > np.sort(coeffs, axis=1)[:, HASH_BITS // 2 - 1:HASH_BITS // 2]  # the 32 largest
+    packed = np.packbits(bits[:, _RANK_AT], axis=1)
+    return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
 
 
 def fingerprint(image) -> int:
-    """The 64-bit fingerprint of a squish-resized image (PIL image RGB/RGBX/L or an HxWx3 uint8 array).
+    """The 64-bit fingerprint of a squish-resized image (PIL image RGB/RGBX/L, or an HxWx3 uint8 array)."""
+    return int(fingerprints_from_grids(luma_grid(image)[None])[0])
 
-    Defined on the 224² image of the build; another size is box-resized to 32x32 first.
+
+def eval_fingerprints(image) -> np.ndarray:
+    """The :data:`VARIANT_COUNT` fingerprints of an evaluation image (squish-resized like the build's), uint64.
+
+    ``eval_fingerprints(x)[0] == fingerprint(x)``.
     """
-    return int(_bits(_luma_grid(image)) @ _WEIGHTS)
+    g = luma_grid(image).astype(np.float64)
+    coeffs = (_Y @ g @ _XT).reshape(VARIANT_COUNT, _ROWS * _ROWS)
+    return _pack(coeffs[:, _COEFFS])
 
 
 def fingerprint_array(images: Iterable) -> np.ndarray:
-    """:func:`fingerprint` of each image, as a uint64 array."""
-    return np.fromiter((fingerprint(image) for image in images), dtype=np.uint64)
-
-
-def _luma_grid(image) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(np.ascontiguousarray(image[:, :, :3]) if image.ndim == 3 else image)
-    if image.size == (SIZE, SIZE):
-        small = image.reduce(SIZE // _GRID)
-    else:
-        small = image.resize((_GRID, _GRID), Image.Resampling.BOX)
-    if small.mode != "L":
-        small = small.convert("L")
-    return np.asarray(small, dtype=np.float32)
-
-
-def _bits(grid: np.ndarray) -> np.ndarray:
-    coeffs = (_DCT @ grid @ _DCT.T).ravel()[_COEFFS]
-    # `> median` with an even count: the 32 largest are 1 (ties broken by nothing: equal values agree)
-    return (coeffs > np.sort(coeffs)[31]).astype(np.uint64)
+    """:func:`fingerprint` of each image, as a uint64 array (grids made one by one, fingerprinted in one batch)."""
+    grids = [luma_grid(image) for image in images]
+    if not grids:
+        return np.empty(0, dtype=np.uint64)
+    return fingerprints_from_grids(np.stack(grids))
 
 
 def hamming(a, b) -> np.ndarray:
@@ -113,9 +209,6 @@ class Matches(NamedTuple):
     eval: np.ndarray
     distance: np.ndarray
 
-    def __len__(self) -> int:  # the number of pairs, not of fields
-        return len(self.query)
-
 
 def _empty_matches() -> Matches:
     return Matches(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8))
@@ -126,13 +219,27 @@ def _sorted_matches(query: np.ndarray, eval_: np.ndarray, distance: np.ndarray) 
     return Matches(query[order].astype(np.int64), eval_[order].astype(np.int64), distance[order].astype(np.uint8))
 
 
-def brute_force_matches(queries, evals, threshold: int = DEFAULT_THRESHOLD, batch: int = 256) -> Matches:
-    """Every (query, eval) pair within ``threshold`` by comparing all pairs: the reference for :class:`EvalIndex`."""
+def _as_eval_matrix(fingerprints) -> np.ndarray:
+    """Eval fingerprints as an (N, V) uint64 array: one row per eval image, one column per variant."""
+    fps = np.asarray(fingerprints, dtype=np.uint64)
+    if fps.ndim == 1:
+        fps = fps[:, None]
+    if fps.ndim != 2:
+        raise ValueError(f"eval fingerprints must be (N,) or (N, variants), got shape {fps.shape}")
+    return np.ascontiguousarray(fps)
+
+
+def brute_force_matches(queries, evals, threshold: int = DEFAULT_THRESHOLD) -> Matches:
+    """Every (query, eval) pair within ``threshold`` by comparing all pairs: the reference for :class:`EvalIndex`.
+
+    ``evals``: (N,) or (N, variants); the distance is the smallest over an eval image's variants.
+    """
     q = np.asarray(queries, dtype=np.uint64).ravel()
-    e = np.asarray(evals, dtype=np.uint64).ravel()
+    e = _as_eval_matrix(evals)
+    batch = max(1, 2 ** 24 // max(1, e.size))  # bounds the (batch, N, variants) distance array
     parts = []
     for start in range(0, len(q), batch):
-        d = hamming(q[start:start + batch, None], e[None, :])
+        d = hamming(q[start:start + batch, None, None], e[None]).min(axis=2)
         qi, ei = np.nonzero(d <= threshold)
         parts.append((qi + start, ei, d[qi, ei]))
     if not parts:
@@ -152,9 +259,10 @@ def _ball_size(width: int, radius: int) -> int:
     return sum(math.comb(width, r) for r in range(radius + 1))
 
 
-#: Relative cost of one probe (table look-up) and one candidate (gather, XOR, popcount, compare),
-#: measured in benchmarks/near_duplicates.py; only their ratio matters.
-_PROBE_COST, _CANDIDATE_COST = 1.0, 3.0
+#: Relative cost of one probe (table look-up) in a table of at most 2^16 keys (cache-resident), in
+#: a larger one (a cache miss), and of one candidate (gather, XOR, popcount, compare): fitted to
+#: the timings of benchmarks/near_duplicates.py on this project's machine (~8, ~25, ~9 ns).
+_SMALL_PROBE_COST, _LARGE_PROBE_COST, _CANDIDATE_COST = 1.0, 3.0, 1.0
 _MAX_CHUNK_BITS = 22
 
 
@@ -168,12 +276,16 @@ class ChunkPlan(NamedTuple):
     def probes(self) -> int:
         return sum(_ball_size(w, r) for w, r in zip(self.widths, self.radii))
 
+    def probe_cost(self) -> float:
+        return sum(_ball_size(w, r) * (_SMALL_PROBE_COST if w <= 16 else _LARGE_PROBE_COST)
+                   for w, r in zip(self.widths, self.radii))
+
     def expected_candidates(self, n: int) -> float:
         """Candidates per query for ``n`` uniformly random eval fingerprints."""
         return sum(_ball_size(w, r) * n / 2 ** w for w, r in zip(self.widths, self.radii))
 
     def cost(self, n: int) -> float:
-        return self.probes() * _PROBE_COST + self.expected_candidates(n) * _CANDIDATE_COST
+        return self.probe_cost() + self.expected_candidates(n) * _CANDIDATE_COST
 
 
 def chunk_plan(threshold: int, n: int, chunks: int | None = None, bits: int = HASH_BITS) -> ChunkPlan:
@@ -211,22 +323,24 @@ class EvalIndex:
 
     def __init__(self, fingerprints, names: Sequence[str] | None = None,
                  threshold: int = DEFAULT_THRESHOLD, chunks: int | None = None):
-        self.fingerprints = np.ascontiguousarray(np.asarray(fingerprints, dtype=np.uint64).ravel())
+        self.fingerprints = _as_eval_matrix(fingerprints)  # (N, variants)
         if names is not None and len(names) != len(self.fingerprints):
             raise ValueError(f"{len(names)} names for {len(self.fingerprints)} fingerprints")
         if not (isinstance(threshold, (int, np.integer)) and 0 <= threshold < HASH_BITS):
             raise ValueError(f"threshold must be an int in 0..{HASH_BITS - 1}, got {threshold!r}")
         self.names = list(names) if names is not None else None
         self.threshold = int(threshold)
-        self.plan = chunk_plan(self.threshold, len(self.fingerprints), chunks)
+        flat = self.fingerprints.ravel()
+        self.plan = chunk_plan(self.threshold, len(flat), chunks)
+        self._variants = self.fingerprints.shape[1]
         self._tables = []
         for shift, width, radius in zip(*self.plan):
-            keys = self._keys(self.fingerprints, shift, width)
+            keys = self._keys(flat, shift, width)
             order = np.argsort(keys, kind="stable")
             starts = np.zeros((1 << width) + 1, dtype=np.int32 if len(order) < 2 ** 31 else np.int64)
             np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:])
             self._tables.append(_ChunkTable(shift, width, _ball(width, radius), starts,
-                                            self.fingerprints[order], order))
+                                            flat[order], (order // self._variants).astype(np.int32)))
 
     def __len__(self) -> int:
         return len(self.fingerprints)
@@ -237,6 +351,8 @@ class EvalIndex:
 
     def query(self, queries, threshold: int | None = None, batch: int = 4096) -> Matches:
         """Every (query, eval, distance) with distance <= ``threshold`` (at most the index's), sorted."""
+        if not isinstance(threshold, (type(None), int, np.integer)):
+            raise ValueError(f"threshold must be an int, got {threshold!r}")
         limit = self.threshold if threshold is None else int(threshold)
         if not 0 <= limit <= self.threshold:
             raise ValueError(f"threshold {threshold} outside 0..{self.threshold} (the index's)")
@@ -245,9 +361,12 @@ class EvalIndex:
             return _empty_matches()
         parts = [self._query_batch(q[s:s + batch], s, limit) for s in range(0, len(q), batch)]
         qi, ei, d = (np.concatenate(p) for p in zip(*parts))
-        # a pair found through several chunks is reported once
-        _, first = np.unique(qi * len(self.fingerprints) + ei, return_index=True)
-        return _sorted_matches(qi[first], ei[first], d[first])
+        # a pair found through several chunks or variants is reported once, at its smallest distance
+        key = qi.astype(np.int64) * len(self.fingerprints) + ei
+        by_distance = np.lexsort((d, key))
+        _, first = np.unique(key[by_distance], return_index=True)
+        keep = by_distance[first]
+        return _sorted_matches(qi[keep], ei[keep], d[keep])
 
     def _query_batch(self, q: np.ndarray, offset: int, limit: int):
         found = []
@@ -279,35 +398,41 @@ class _ChunkTable(NamedTuple):
     ball: np.ndarray  # XOR masks, int32
     starts: np.ndarray  # starts[key]..starts[key + 1]: that key's rows of the sorted arrays
     sorted_fingerprints: np.ndarray
-    order: np.ndarray  # eval index of each sorted row
+    order: np.ndarray  # eval image (row of the (N, variants) array) of each sorted entry
 
 
 class HashFileError(Exception):
     """A hash file that cannot be used here; ``str()`` is one line saying why and what to do."""
 
 
-#: Parquet key-value metadata of a hash file (bytes keys, as Arrow stores them).
-_META_ALGORITHM, _META_VERSION, _META_BITS = b"near_duplicates.algorithm", b"near_duplicates.version", b"near_duplicates.hash_bits"
+#: Parquet schema metadata of a hash file (bytes keys, as Arrow stores them).
+_META_ALGORITHM = b"near_duplicates.algorithm"
+_META_VERSION = b"near_duplicates.version"
+_META_BITS = b"near_duplicates.hash_bits"
+_META_VARIANTS = b"near_duplicates.variants"
 _PARQUET_MAGIC = b"PAR1"
 
 
 def write_hash_file(path, names: Sequence[str], fingerprints) -> None:
-    """Write ``names`` and their ``fingerprints`` to a Parquet hash file (columns ``name``, ``fingerprint``).
+    """Write ``names`` and their fingerprints to a Parquet hash file.
 
-    The file's schema metadata names the algorithm, its version and the hash width; written to a
+    Columns ``name`` (string) and ``fingerprints`` (fixed-size list of uint64: the
+    :data:`VARIANT_COUNT` of :func:`eval_fingerprints`, or 1 for a plain (N,) array); the schema
+    metadata names the algorithm, its version, the hash width and the variant count. Written to a
     temporary name and renamed, so a reader never sees half a file.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fps = np.asarray(fingerprints, dtype=np.uint64).ravel()
+    fps = _as_eval_matrix(fingerprints)
     if len(names) != len(fps):
         raise ValueError(f"{len(names)} names for {len(fps)} fingerprints")
-    schema = pa.schema([("name", pa.string()), ("fingerprint", pa.uint64())],
+    variants = fps.shape[1]
+    column = pa.FixedSizeListArray.from_arrays(pa.array(fps.ravel(), pa.uint64()), variants)
+    schema = pa.schema([("name", pa.string()), ("fingerprints", column.type)],
                        metadata={_META_ALGORITHM: ALGORITHM.encode(), _META_VERSION: str(ALGORITHM_VERSION).encode(),
-                                 _META_BITS: str(HASH_BITS).encode()})
-    table = pa.table({"name": pa.array(list(names), pa.string()), "fingerprint": pa.array(fps, pa.uint64())},
-                     schema=schema)
+                                 _META_BITS: str(HASH_BITS).encode(), _META_VARIANTS: str(variants).encode()})
+    table = pa.Table.from_arrays([pa.array(list(names), pa.string()), column], schema=schema)
     path = Path(path)
     temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -318,7 +443,11 @@ def write_hash_file(path, names: Sequence[str], fingerprints) -> None:
 
 
 def read_hash_file(path) -> tuple[list[str], np.ndarray]:
-    """``(names, fingerprints)`` of a hash file; :class:`HashFileError` for another algorithm or version."""
+    """``(names, fingerprints)`` of a hash file, fingerprints (N, variants) uint64.
+
+    Raises :class:`HashFileError` (one line) for a file of another algorithm, version or hash
+    width, or one that is not a hash file.
+    """
     import pyarrow.parquet as pq
 
     try:
@@ -330,54 +459,65 @@ def read_hash_file(path) -> tuple[list[str], np.ndarray]:
     version = meta.get(_META_VERSION, b"").decode(errors="replace")
     bits = meta.get(_META_BITS, b"").decode(errors="replace")
     if (algorithm, version, bits) != (ALGORITHM, str(ALGORITHM_VERSION), str(HASH_BITS)):
-        found = f"{algorithm or '(no algorithm)'} version {version or '?'}, {bits or '?'} bits"
+        found = f"{algorithm or '(no algorithm)'} version {version or '?'} ({bits or '?'} bits)"
         raise HashFileError(f"{path}: fingerprints of {found}, but this build computes {ALGORITHM} version "
-                            f"{ALGORITHM_VERSION}, {HASH_BITS} bits: recompute them from the images")
-    if schema.names[:2] != ["name", "fingerprint"]:
-        raise HashFileError(f"{path}: a hash file has columns name, fingerprint; this one has {', '.join(schema.names)}")
-    table = pq.read_table(path, columns=["name", "fingerprint"])
-    return table.column("name").to_pylist(), table.column("fingerprint").to_numpy().astype(np.uint64)
+                            f"{ALGORITHM_VERSION} ({HASH_BITS} bits): recompute them from the images")
+    if schema.names != ["name", "fingerprints"]:
+        raise HashFileError(f"{path}: a hash file has columns name, fingerprints; this one has {', '.join(schema.names)}")
+    table = pq.read_table(path)
+    column = table.column("fingerprints").combine_chunks()
+    variants = column.type.list_size
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.uint64)
+    return table.column("name").to_pylist(), values.reshape(len(table), variants)
 
 
 class EvalSet(NamedTuple):
     """Fingerprints of an evaluation set, in sorted name order, and the files that could not be read."""
 
     names: list[str]
-    fingerprints: np.ndarray  # uint64
+    fingerprints: np.ndarray  # uint64: (N,) the centre fingerprints, or (N, VARIANT_COUNT) with variants=True
     failures: list[tuple[str, str]]  # (name, reason)
 
 
-def fingerprints_of_eval_set(source) -> EvalSet:
+def fingerprints_of_eval_set(source, variants: bool = False) -> EvalSet:
     """The fingerprints of an evaluation set: a folder of images (recursive), a tar of images, or a hash file.
 
-    Images are put through the build's squish to 224² (``pipeline.images``) and fingerprinted;
-    names are paths relative to the folder, or tar member names. A file that cannot be decoded is
-    listed in ``failures`` as ``(name, reason)`` (reason ``BadImage.reason: message``), never
-    raised. Files whose name does not end in one of :data:`IMAGE_SUFFIXES` are skipped.
+    Images are put through the build's squish to 224² (``pipeline.images``) and fingerprinted:
+    with ``variants``, all :data:`VARIANT_COUNT` of :func:`eval_fingerprints` (the measured
+    recall for crops needs them: ``benchmarks/near_duplicates.py``), else :func:`fingerprint` only
+    (an (N,) array). Names are paths relative to the folder, or tar member names (a tar is read in
+    place, in member order). A file that cannot be decoded is listed in ``failures`` as
+    ``(name, reason)`` (reason ``BadImage.reason: message``), never raised. Files whose name does
+    not end in one of :data:`IMAGE_SUFFIXES` are skipped. A hash file gives what it holds
+    (column 0, the centre fingerprint, without ``variants``); one written without variants cannot
+    give them (:class:`HashFileError`).
     """
     source = Path(source)
     if source.is_dir():
         items = ((p.relative_to(source).as_posix(), p.read_bytes) for p in source.rglob("*")
                  if p.is_file() and _is_image_name(p.name))
-        return _fingerprint_items(items)
+        return _fingerprint_items(items, variants)
     with open(source, "rb") as f:
         magic = f.read(4)
     if magic == _PARQUET_MAGIC:
         names, fps = read_hash_file(source)
+        if variants and fps.shape[1] != VARIANT_COUNT:
+            raise HashFileError(f"{source}: {fps.shape[1]} fingerprint(s) per image, not the {VARIANT_COUNT} variants; "
+                                "write it from the images with variants")
         order = sorted(range(len(names)), key=names.__getitem__)
-        return EvalSet([names[i] for i in order], fps[order], [])
+        return EvalSet([names[i] for i in order], fps[order] if variants else fps[order, 0], [])
     if not tarfile.is_tarfile(source):
         raise ValueError(f"{source}: neither a folder, a tar of images nor a Parquet hash file")
     with tarfile.open(source, "r:*") as tar:
         items = ((m.name, (lambda m=m: tar.extractfile(m).read())) for m in tar if m.isfile() and _is_image_name(m.name))
-        return _fingerprint_items(items)
+        return _fingerprint_items(items, variants)
 
 
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _fingerprint_items(items: Iterable[tuple[str, object]]) -> EvalSet:
+def _fingerprint_items(items: Iterable[tuple[str, object]], variants: bool) -> EvalSet:
     from pipeline.images import MAX_PIXELS, BadImage, _squish
 
     done, failures = [], []
@@ -390,7 +530,8 @@ def _fingerprint_items(items: Iterable[tuple[str, object]]) -> EvalSet:
         except OSError as err:
             failures.append((name, f"unreadable: {err}"))
             continue
-        done.append((name, fingerprint(image)))
-    done.sort()
+        done.append((name, eval_fingerprints(image) if variants else fingerprint(image)))
+    done.sort(key=lambda item: item[0])
     failures.sort()
-    return EvalSet([n for n, _ in done], np.array([f for _, f in done], dtype=np.uint64), failures)
+    fps = np.array([f for _, f in done], dtype=np.uint64)
+    return EvalSet([n for n, _ in done], fps.reshape(len(done), VARIANT_COUNT) if variants else fps, failures)

@@ -26,7 +26,7 @@ from typing import Callable
 import pyarrow as pa
 
 from pipeline.archive import CLASS_DIR_RE, ArchiveError, Container, release_member_split
-from pipeline.convert import ContainerJob, ConvertSettings, Progress, convert_folders, convert_image
+from pipeline.convert import ContainerJob, ConvertSettings, Progress, convert_folders, convert_image, fingerprints_of
 from pipeline.jpeg_header import is_ready_jpeg
 from pipeline.members import reject_row
 from pipeline.parts import PartBuilder, part_done, remove_stale_temp_files_of, train_order
@@ -53,7 +53,10 @@ def release_image(data: bytes, settings: ConvertSettings) -> tuple[tuple, bool]:
 
             fingerprint = fingerprint_of(squish_resized_image(data, size))
         return ("ok", data, size, size, fingerprint), True
-    return convert_image(data, size, settings.jpeg_quality), False
+    result = convert_image(data, size, settings.jpeg_quality)
+    if result[0] == "ok":  # one image: its grid made a fingerprint at once
+        result = (*result[:4], fingerprints_of([result[4]])[0])
+    return result, False
 
 
 class ReleaseFolderJob(ContainerJob):
