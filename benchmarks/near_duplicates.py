@@ -24,10 +24,13 @@ About 10 minutes on 2 cores, half of it the 500,000-image lookup (~2 GB of memor
    other distinct originals. Then both distance distributions (percentiles and a histogram),
    recall per transform at the default threshold, and how the photos *outside* the distinct set
    match by overlap (IoU bins).
-3. **Cost**: fingerprinting the squish the convert stage holds (``luma_grid`` per image plus one
-   ``fingerprints_from_grids`` batch, and ``fingerprint`` per image) against
+3. **Cost**: fingerprinting the squish the convert stage holds (``centre_cells`` per image plus one
+   ``fingerprints_of_cells`` batch, and ``fingerprint`` per image) against
    ``squish_resize_with_size(data, 224, 95)`` per bench photo, in the same loop, taking turns,
-   best of ``--rounds``; the ratios. Also ``eval_fingerprints`` per evaluation image.
+   best of ``--rounds``; the ratios. Also ``eval_fingerprints`` per evaluation image. Then the
+   whole convert stage (``convert_tar_range`` + part write of a tar of bench photos) as shipped
+   against the same stage with the fingerprint work taken out, taking turns: CPU time per image
+   of each, the difference, and the fingerprint work timed inside the stage (thread CPU time).
 4. **Lookup**: :class:`EvalIndex` against :func:`brute_force_matches` for N evaluation images
    (x 49 variants each): random fingerprints and realistic ones (fingerprints of random crops of
    the bench photos), time per query, and the projection to 14.2 M queries as a share of the
@@ -315,38 +318,38 @@ def cost(rounds: int) -> float:
     """Convert per photo against fingerprinting its squish in the same loop, as the convert stage would.
 
     Per photo, taking turns: ``squish_resize_with_size`` (the convert), then ``_squish`` + JPEG
-    encode with the fingerprint work timed apart: (1) ``luma_grid`` of each squish, the grids then
-    fingerprinted in one ``fingerprints_from_grids`` batch (the integration the module suggests);
-    (2) ``fingerprint`` called per image. Best of ``rounds`` for each.
+    encode with the fingerprint work timed apart, after the encode as in the convert stage: (1)
+    ``centre_cells`` of each squish, then one ``fingerprints_of_cells`` batch (what the convert
+    stage does per class); (2) ``fingerprint`` called per image. Best of ``rounds`` for each.
     """
     from pipeline.images import _encode_jpeg
 
     datas = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
-    best = {k: 1e9 for k in ("convert", "grid+batch", "fingerprint", "eval_fingerprints")}
+    best = {k: 1e9 for k in ("convert", "cells+batch", "fingerprint", "eval_fingerprints")}
     clock = time.perf_counter
     for _ in range(rounds):
         t = clock()
         for data in datas:
             squish_resize_with_size(data, 224, 95)
         best["convert"] = min(best["convert"], (clock() - t) / len(datas))
-        spent, grids = 0.0, []
+        spent, cells = 0.0, []
         for data in datas:
             image, _ = _squish(data, nd.SIZE, MAX_PIXELS)
-            t = clock()
-            grids.append(nd.luma_grid(image))
-            spent += clock() - t
             _encode_jpeg(image, 95)
+            t = clock()
+            cells.append(nd.centre_cells(image))
+            spent += clock() - t
         t = clock()
-        nd.fingerprints_from_grids(np.stack(grids))
+        nd.fingerprints_of_cells(cells)
         spent += clock() - t
-        best["grid+batch"] = min(best["grid+batch"], spent / len(datas))
+        best["cells+batch"] = min(best["cells+batch"], spent / len(datas))
         spent = 0.0
         for data in datas:
             image, _ = _squish(data, nd.SIZE, MAX_PIXELS)
+            _encode_jpeg(image, 95)
             t = clock()
             nd.fingerprint(image)
             spent += clock() - t
-            _encode_jpeg(image, 95)
         best["fingerprint"] = min(best["fingerprint"], spent / len(datas))
         images = [squished(d) for d in datas[:60]]
         t = clock()
@@ -355,13 +358,77 @@ def cost(rounds: int) -> float:
         best["eval_fingerprints"] = min(best["eval_fingerprints"], (clock() - t) / len(images))
     convert = best["convert"]
     print(f"\ncost per bench photo (best of {rounds} rounds, taking turns, {len(datas)} photos):")
-    print(f"  convert (squish_resize_with_size, q95)            {convert * 1e6:8.0f} us")
-    print(f"  luma_grid per image + one fingerprints_from_grids {best['grid+batch'] * 1e6:8.1f} us   "
-          f"ratio {best['grid+batch'] / convert:.2%} of convert (target <= 3 %)")
-    print(f"  fingerprint(image) per image                      {best['fingerprint'] * 1e6:8.1f} us   "
+    print(f"  convert (squish_resize_with_size, q95)                  {convert * 1e6:8.0f} us")
+    print(f"  centre_cells per image + one fingerprints_of_cells batch {best['cells+batch'] * 1e6:8.1f} us   "
+          f"ratio {best['cells+batch'] / convert:.2%} of convert (target <= 3 %)")
+    print(f"  fingerprint(image) per image                            {best['fingerprint'] * 1e6:8.1f} us   "
           f"ratio {best['fingerprint'] / convert:.2%}")
     print(f"  eval_fingerprints ({nd.VARIANT_COUNT} variants; evaluation images only) {best['eval_fingerprints'] * 1e6:6.0f} us")
     return convert
+
+
+def stage_cost(rounds: int, classes: int = 2, per_class: int = 400) -> None:
+    """The whole convert stage with fingerprints (as shipped) against the same stage without them.
+
+    ``convert_tar_range`` over a fall11-style tar of bench photos plus the part write (what one
+    convert task does: read, parse, decode, squish, encode, split, write), taking turns, best of
+    ``rounds`` in wall time (one process; process CPU time is no better here: it also counts a
+    read-ahead thread still finishing the previous run, +/- 8 % by position in the turn): once as
+    shipped, once with the fingerprint work replaced by nothing (``centre_cells`` returning None,
+    ``fingerprints_of`` zeros: the convert stage before issue 22). The shipped runs also time the
+    fingerprint work inside the stage (CPU time of the converting thread): the figure free of
+    the two runs' noise.
+    """
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from photo_archive import write_archive
+    from pipeline import convert
+    from pipeline.archive import list_containers
+
+    shipped = (convert.centre_cells, convert.fingerprints_of)
+    inside = [0.0]
+
+    def timed_inside(fn):
+        def call(arg):
+            t = time.thread_time()
+            try:
+                return fn(arg)
+            finally:
+                inside[0] += time.thread_time() - t
+        return call
+
+    variants = {"with": tuple(timed_inside(f) for f in shipped),
+                "without": (lambda image: None, lambda cells: [0] * len(cells))}
+    settings = convert.ConvertSettings(min_images=per_class // 2, val_per_class=5)
+    best = {"with": 1e9, "without": 1e9, "inside": 1e9}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "photos.tar"
+        n = write_archive(archive, "tar", classes, per_class)
+        containers = list_containers(archive, "tar")
+        try:
+            for round_ in range(rounds + 1):  # the first round warms up
+                for name, (cells, batch) in variants.items():
+                    convert.centre_cells, convert.fingerprints_of = cells, batch
+                    inside[0] = 0.0
+                    t = time.perf_counter()
+                    part = convert.convert_tar_range(archive, containers, settings, lambda wnid: True)
+                    part.write(Path(tmp) / name)
+                    spent = time.perf_counter() - t
+                    if len(part.samples) != n:
+                        raise SystemExit(f"{name}: {n - len(part.samples)} photos rejected: {part.rejects[:1]}")
+                    if round_:
+                        best[name] = min(best[name], spent / n)
+                        if name == "with":
+                            best["inside"] = min(best["inside"], inside[0] / n)
+        finally:
+            convert.centre_cells, convert.fingerprints_of = shipped
+    print(f"\nconvert stage (convert_tar_range + part write, {n} photos in {classes} class tars, one process, "
+          f"wall time, best of {rounds}, taking turns):")
+    print(f"  without fingerprints {best['without'] * 1e6:8.0f} us/image")
+    print(f"  with fingerprints    {best['with'] * 1e6:8.0f} us/image   difference {best['with'] / best['without'] - 1:+.2%}")
+    print(f"  fingerprint work inside the stage {best['inside'] * 1e6:6.1f} us/image = "
+          f"{best['inside'] / best['without']:.2%} of the stage without it (target <= 3 %)")
 
 
 def realistic_fingerprints(n: int, seed: int, variants: bool) -> np.ndarray:
@@ -458,14 +525,22 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-lookup", action="store_true")
+    parser.add_argument("--only", choices=("recall", "cost", "lookup"),
+                        help="run one part (cost: per image and the whole convert stage; lookup: with the "
+                             "convert time it needs for its projection)")
     args = parser.parse_args()
     print(f"{nd.ALGORITHM} v{nd.ALGORITHM_VERSION}: {nd.HASH_BITS} bits, {nd.VARIANT_COUNT} variants per eval image, "
           f"default threshold {nd.DEFAULT_THRESHOLD}")
-    names, m, kept, originals, copies = fixture(args)
-    recall_report(names, m, kept, originals, copies, args.threshold)
-    grey_zone(names, m, args.threshold)
+    if args.only in (None, "recall"):
+        names, m, kept, originals, copies = fixture(args)
+        recall_report(names, m, kept, originals, copies, args.threshold)
+        grey_zone(names, m, args.threshold)
+    if args.only == "recall":
+        return
     convert_s = cost(args.rounds)
-    if not args.skip_lookup:
+    if args.only in (None, "cost"):
+        stage_cost(args.rounds)
+    if args.only in (None, "lookup") and not args.skip_lookup:
         lookup([int(s) for s in args.lookup_sizes.split(",")], args.queries, convert_s, args.threshold, args.rounds)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.archive import ArchiveError, Container, folder_files
 from pipeline.images import BadImage, squish_resize_keeping_pixels
-from pipeline.near_duplicates import fingerprints_from_grids, luma_grid
+from pipeline.near_duplicates import centre_cells, fingerprints_of_cells
 from pipeline.members import member_name_problem, reject_row
 from pipeline.parts import PartBuilder, train_order
 from pipeline.streams import BlockStream, MemoryStream, StreamError, file_blocks, read_files_ahead
@@ -59,22 +59,22 @@ class ConvertSettings:
 
 
 def convert_image(data: bytes, size: int, quality: int) -> tuple:
-    """``("ok", jpeg, width, height, luma grid)`` or ``("reject", reason, detail)``; never raises
-    for bad bytes. The grid (:func:`pipeline.near_duplicates.luma_grid` of the resized pixels) is
+    """``("ok", jpeg, width, height, cells)`` or ``("reject", reason, detail)``; never raises for
+    bad bytes. The cells (:func:`pipeline.near_duplicates.centre_cells` of the resized pixels) are
     made a fingerprint with the class's others, in one batch (:func:`fingerprints_of`)."""
     try:
         jpg, (w, h), image = squish_resize_keeping_pixels(data, size=size, quality=quality)
-        grid = luma_grid(image)
+        cells = centre_cells(image)
     except BadImage as exc:
         return "reject", exc.reason, str(exc)
     except Exception as exc:  # never stop a long build for one image; record it
         return "reject", "decode_error", f"{type(exc).__name__}: {exc}"
-    return "ok", jpg, w, h, grid
+    return "ok", jpg, w, h, cells
 
 
-def fingerprints_of(grids: list) -> list[int]:
-    """The fingerprints of :func:`convert_image`'s grids, computed as one batch."""
-    return fingerprints_from_grids(grids).tolist() if grids else []
+def fingerprints_of(cells: list) -> list[int]:
+    """The fingerprints of :func:`convert_image`'s cells, computed as one batch."""
+    return fingerprints_of_cells(cells).tolist()
 
 
 class ContainerJob:
@@ -217,7 +217,7 @@ class ClassJob(ContainerJob):
         self.converted = []
         ok.sort(key=lambda row: row[0])  # by member name (unique in a class)
         val = validation_positions(len(ok), self.settings, self.wnid, [member for member, *_ in ok])
-        fingerprints = fingerprints_of([grid for *_, grid in ok])
+        fingerprints = fingerprints_of([cells for *_, cells in ok])
         for i, ((member, key, jpg, w, h, _), pixels_fingerprint) in enumerate(zip(ok, fingerprints)):
             split, order = ("validation", val[i]) if i in val else ("train", train_order(self.settings.seed, key))
             self.part.add_sample(key, self.wnid, member, split, order, jpg, w, h, pixels_fingerprint)

@@ -3,9 +3,10 @@
 Contract. :func:`fingerprint` maps the squish-resized image the convert stage already holds (the
 PIL image, RGB or RGBX, of ``pipeline.images._squish``, or the ``(224, 224, 3)`` array of
 :func:`pipeline.images.squish_resized_array`; the same pixels give the same value) to an unsigned
-64-bit int (in the convert stage: :func:`luma_grid` per image, ~10-30 µs, then one
-:func:`fingerprints_from_grids` per batch, ~2 µs an image). An evaluation image, put through the
-same squish to 224² first, gets :data:`VARIANT_COUNT` (49) fingerprints (:func:`eval_fingerprints`). A training image is a near-duplicate of
+64-bit int (in the convert stage: :func:`centre_cells` per image, ~20 µs, then one
+:func:`fingerprints_of_cells` per class, ~7 µs an image). An evaluation image, put through the
+same squish to 224² first, gets :data:`VARIANT_COUNT` (49) fingerprints
+(:func:`eval_fingerprints`). A training image is a near-duplicate of
 an evaluation image when its fingerprint is within ``threshold`` bits (Hamming distance,
 :data:`DEFAULT_THRESHOLD`) of one of the evaluation image's. :class:`EvalIndex` answers, for a
 batch of query fingerprints, every ``(query, eval, distance)`` within the threshold (distance: the
@@ -14,8 +15,9 @@ pair, without comparing every pair. Hash files (:func:`write_hash_file`, :func:`
 share evaluation fingerprints without the images; a file of another algorithm or version is
 refused in one line (:class:`HashFileError`).
 
-The fingerprint (``centre-dct64`` version 1) is a DCT pHash of the centre of the image: the
-224² image box-reduced to a 28x28 luma grid (``Image.reduce(8)``, then ``convert("L")``), its
+The fingerprint (``centre-dct64`` version 2) is a DCT pHash of the centre of the image: the
+224² image box-reduced to a 28x28 luma grid (``Image.reduce(8)``, the inner 26x26 cells from the
+inner box alone, then ``convert("L")``), its
 region inside a 5 % margin (:data:`MARGIN`) box-resampled to 32x32 and put through the 2-D DCT-II
 (orthonormal) — both folded into one fixed-point 11x28 matrix per axis, so the arithmetic is exact
 and a fingerprint the same on every machine and in any batch — the 64 lowest frequencies after
@@ -45,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 ALGORITHM = "centre-dct64"
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2  # 2: the inner cells of the grid reduced from the inner box alone
 HASH_BITS = 64
 #: Near-duplicate when the Hamming distance is at most this (chosen in benchmarks/near_duplicates.py).
 DEFAULT_THRESHOLD = 6
@@ -110,6 +112,8 @@ VARIANT_COUNT = len(VARIANTS)
 #: The luma grid the fingerprint starts from: the 224² image box-reduced by 8 (``Image.reduce``): 28x28.
 _REDUCE = 8
 _CELLS = SIZE // _REDUCE
+#: The pixels of the grid's inner 26x26 cells, the only ones the query's centre region touches.
+_INNER_BOX = (_REDUCE, _REDUCE, SIZE - _REDUCE, SIZE - _REDUCE)
 #: Fixed-point scale of the per-axis matrices: every product and sum of the transform is then an
 #: integer below 2^46, exact in float64 whatever the order of summation (BLAS, batch size, CPU):
 #: the same pixels give the same fingerprint everywhere, one image at a time or in batches.
@@ -138,33 +142,73 @@ _XT = np.ascontiguousarray(_X.transpose(0, 2, 1))
 #: Column of the packed (big-endian) bit array that holds frequency rank r (interleaved).
 _POSITION = np.array([r % 8 * 8 + r // 8 for r in range(HASH_BITS)])
 _RANK_AT = np.argsort(_POSITION)
+#: The centre region's matrices without the outer ring of cells, which they give weight 0.
+assert not (_Y[0][:, [0, -1]].any() or _XT[0][[0, -1]].any())
+_Y_INNER = np.ascontiguousarray(_Y[0][:, 1:-1])
+_XT_INNER = np.ascontiguousarray(_XT[0][1:-1])
 
 
-def luma_grid(image) -> np.ndarray:
-    """The 28x28 uint8 luma grid a fingerprint is made from (``Image.reduce(8)`` of the 224² image, then luma).
-
-    The cheap, per-image part (~10 µs): the convert stage can keep the grids of a part and call
-    :func:`fingerprints_from_grids` once for all of them. Another size than 224² is box-resized to
-    224² first; a numpy array (HxWx3 uint8) is taken as RGB.
-    """
+def _as_square(image) -> Image.Image:
+    """``image`` as a 224² PIL image (a numpy array, HxWx3 uint8, is taken as RGB; another size is box-resized)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(np.ascontiguousarray(image[:, :, :3]) if image.ndim == 3 else image)
     if image.size != (SIZE, SIZE):
         image = image.resize((SIZE, SIZE), Image.Resampling.BOX)
-    small = image.reduce(_REDUCE)
+    return image
+
+
+def centre_cells(image) -> Image.Image:
+    """The per-image part of a query's fingerprint (~20 µs): the inner 26x26 cells of the grid,
+    ``Image.reduce(8)`` of the 224² image's inner box (:data:`_INNER_BOX`), still in the image's mode.
+
+    The convert stage keeps the cells of a class and calls :func:`fingerprints_of_cells` once for
+    all of them. The outer ring of the grid is never read: the query's fingerprint gives it weight
+    0 (it lies outside the centre region, :data:`MARGIN`).
+    """
+    return _as_square(image).reduce(_REDUCE, box=_INNER_BOX)
+
+
+def fingerprints_of_cells(cells: Sequence[Image.Image]) -> np.ndarray:
+    """The fingerprints (uint64) of a batch of :func:`centre_cells` (a few µs each).
+
+    The cells are pasted into one image, so their luma is taken and read out once for the batch.
+    """
+    inner = _CELLS - 2
+    if not len(cells):
+        return np.empty(0, dtype=np.uint64)
+    mosaic = Image.new("RGBX", (inner, inner * len(cells)))
+    for k, image in enumerate(cells):
+        mosaic.paste(image, (0, inner * k))
+    luma = np.frombuffer(mosaic.convert("L").tobytes(), dtype=np.uint8).reshape(len(cells), inner, inner)
+    return _centre_fingerprints(luma)
+
+
+def _centre_fingerprints(inner: np.ndarray) -> np.ndarray:
+    """Fingerprints of (n, 26, 26) inner luma grids: ``Y[0] @ grid @ X[0].T`` for each as two plain
+    matrix products (exact: integers in float64), the column transform first so the one transpose
+    copies 11 columns, not 26."""
+    n = len(inner)
+    g = inner.astype(np.float64).reshape(n * (_CELLS - 2), _CELLS - 2)
+    cols = (g @ _XT_INNER).reshape(n, _CELLS - 2, _ROWS).transpose(1, 0, 2).reshape(_CELLS - 2, n * _ROWS)
+    coeffs = (_Y_INNER @ cols).reshape(_ROWS, n, _ROWS).transpose(1, 0, 2).reshape(n, _ROWS * _ROWS)
+    return _pack(coeffs[:, _COEFFS])
+
+
+def luma_grid(image) -> np.ndarray:
+    """The whole 28x28 uint8 luma grid of an image (``Image.reduce(8)`` of the 224² image, then luma):
+    what :func:`eval_fingerprints` starts from. Its inner cells are :func:`centre_cells`' (Pillow
+    may round a cell of the whole-image reduce differently), so the centre variant of an
+    evaluation image is exactly its :func:`fingerprint`."""
+    image = _as_square(image)
+    grid = _luma(image.reduce(_REDUCE)).copy()
+    grid[1:-1, 1:-1] = _luma(centre_cells(image))
+    return grid
+
+
+def _luma(small: Image.Image) -> np.ndarray:
     if small.mode != "L":
         small = small.convert("L")
-    return np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(_CELLS, _CELLS)
-
-
-def fingerprints_from_grids(grids) -> np.ndarray:
-    """The fingerprints (uint64) of a batch of :func:`luma_grid` grids, shape (n, 28, 28): a few µs each."""
-    g = np.asarray(grids, dtype=np.float64).reshape(-1, _CELLS, _CELLS)
-    n = len(g)
-    # Y @ g @ X.T for every grid as two plain matrix products (exact: integers in float64)
-    rows = (_Y[0] @ g.transpose(1, 0, 2).reshape(_CELLS, n * _CELLS)).reshape(_ROWS, n, _CELLS)
-    coeffs = (rows.transpose(1, 0, 2).reshape(n * _ROWS, _CELLS) @ _XT[0]).reshape(n, _ROWS * _ROWS)
-    return _pack(coeffs[:, _COEFFS])
+    return np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(small.height, small.width)
 
 
 def _pack(coeffs: np.ndarray) -> np.ndarray:
@@ -176,7 +220,7 @@ def _pack(coeffs: np.ndarray) -> np.ndarray:
 
 def fingerprint(image) -> int:
     """The 64-bit fingerprint of a squish-resized image (PIL image RGB/RGBX/L, or an HxWx3 uint8 array)."""
-    return int(fingerprints_from_grids(luma_grid(image)[None])[0])
+    return int(fingerprints_of_cells([centre_cells(image)])[0])
 
 
 def eval_fingerprints(image) -> np.ndarray:
@@ -190,11 +234,8 @@ def eval_fingerprints(image) -> np.ndarray:
 
 
 def fingerprint_array(images: Iterable) -> np.ndarray:
-    """:func:`fingerprint` of each image, as a uint64 array (grids made one by one, fingerprinted in one batch)."""
-    grids = [luma_grid(image) for image in images]
-    if not grids:
-        return np.empty(0, dtype=np.uint64)
-    return fingerprints_from_grids(np.stack(grids))
+    """:func:`fingerprint` of each image, as a uint64 array (cells made one by one, fingerprinted in one batch)."""
+    return fingerprints_of_cells([centre_cells(image) for image in images])
 
 
 def hamming(a, b) -> np.ndarray:

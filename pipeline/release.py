@@ -54,7 +54,7 @@ def release_image(data: bytes, settings: ConvertSettings) -> tuple[tuple, bool]:
             fingerprint = fingerprint_of(squish_resized_image(data, size))
         return ("ok", data, size, size, fingerprint), True
     result = convert_image(data, size, settings.jpeg_quality)
-    if result[0] == "ok":  # one image: its grid made a fingerprint at once
+    if result[0] == "ok":  # one image: its cells made a fingerprint at once
         result = (*result[:4], fingerprints_of([result[4]])[0])
     return result, False
 
