@@ -116,11 +116,12 @@ def test_eval_index_equals_brute_force(n_eval, variants, threshold, chunks):
     rng = np.random.default_rng(n_eval + variants + threshold)
     evals, queries = planted(rng, n_eval, 1200, variants, threshold)
     index = nd.EvalIndex(evals, threshold=threshold, chunks=chunks)
-    found = index.query(queries, batch=500)
+    found = index.query(queries, batch=500, workers=1)
     expected = nd.brute_force_matches(queries, evals, threshold)
     assert len(expected.query) >= 600 * (threshold + 1) // (threshold + 3) - 20  # the planted pairs are there
-    for got, want in zip(found, expected):
+    for got, want, threaded in zip(found, expected, index.query(queries, batch=97, workers=3)):
         np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(threaded, want)
     smaller = index.query(queries, threshold=max(0, threshold - 2))
     np.testing.assert_array_equal(smaller.distance, expected.distance[expected.distance <= max(0, threshold - 2)])
 
