@@ -1,10 +1,12 @@
 """Near-duplicate fingerprints (``pipeline/near_duplicates.py``): recall, false matches, cost, lookup.
 
     .venv/bin/python benchmarks/near_duplicates.py [--max-iou 0.5] [--random-copies 16]
-        [--lookup-sizes 5000,50000,500000] [--queries 20000] [--rounds 3] [--skip-lookup]
+        [--lookup-sizes 5000,50000,500000] [--queries 20000] [--rounds 3] [--val-images 561050]
+        [--skip-lookup] [--only recall|cost|lookup]
 
-About 10 minutes on 2 cores, half of it the 500,000-image lookup (~2 GB of memory; leave it out with
-``--lookup-sizes 5000,50000``). Prints, in order:
+About 15 minutes on 2 cores, half of it the 500,000-image lookup and the validation/train check
+(~2 GB of memory each; leave them out with ``--lookup-sizes 5000,50000 --val-images 0``). Prints,
+in order:
 
 1. **The fixture.** The 240 bench photos (``../shared/bench-photos``) are crops, some mirrored,
    with aspect changes, of six pictures (scikit-image's astronaut, chelsea, coffee, rocket,
@@ -33,8 +35,10 @@ About 10 minutes on 2 cores, half of it the 500,000-image lookup (~2 GB of memor
    of each, the difference, and the fingerprint work timed inside the stage (thread CPU time).
 4. **Lookup**: :class:`EvalIndex` against :func:`brute_force_matches` for N evaluation images
    (x 49 variants each): random fingerprints and realistic ones (fingerprints of random crops of
-   the bench photos), time per query, and the projection to 14.2 M queries as a share of the
-   build's CPU time (measured convert cost x 14.2 M).
+   the bench photos), time per query on one thread and on the cores here, and the projection to
+   14.2 M queries as a share of the build's CPU time (measured convert cost x 14.2 M). Then the
+   validation/train check at ImageNet-21K-P's scale (561,050 validation images' variants indexed,
+   the train images queried).
 """
 from __future__ import annotations
 
@@ -291,6 +295,13 @@ def recall_report(names, m, kept, originals, copies, threshold: int) -> None:
         worst.setdefault(kind, []).extend([d1, d2])
     print("  " + ", ".join(f"{kind} {int(np.sum(np.array(v) > threshold))}"
                            for kind, v in worst.items() if np.any(np.array(v) > threshold)) or "  none")
+    centre = nd.hamming(cq, oq[own])  # what the validation/train check compares: centre with centre
+    print(f"\nwithin a build (validation against train: centre fingerprints both sides, no variants) at T={threshold}: "
+          f"recall {np.mean(centre <= threshold):.4f}; by transform:")
+    by_kind = {}
+    for kind, d in zip(kinds, centre):
+        by_kind.setdefault(kind, []).append(d <= threshold)
+    print("  " + ", ".join(f"{kind} {np.mean(v):.2f}" for kind, v in by_kind.items()))
     return None
 
 
@@ -368,7 +379,7 @@ def cost(rounds: int) -> float:
     return convert
 
 
-def stage_cost(rounds: int, classes: int = 2, per_class: int = 400) -> None:
+def stage_cost(rounds: int, classes: int = 2, per_class: int = 440) -> None:
     """The whole convert stage with fingerprints (as shipped) against the same stage without them.
 
     ``convert_tar_range`` over a fall11-style tar of bench photos plus the part write (what one
@@ -376,9 +387,10 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 400) -> None:
     ``rounds`` in wall time (one process; process CPU time is no better here: it also counts a
     read-ahead thread still finishing the previous run, +/- 8 % by position in the turn): once as
     shipped, once with the fingerprint work replaced by nothing (``centre_cells`` returning None,
-    ``fingerprints_of`` zeros: the convert stage before issue 22). The shipped runs also time the
-    fingerprint work inside the stage (CPU time of the converting thread): the figure free of
-    the two runs' noise.
+    ``fingerprints_of`` zeros, no validation variants: the convert stage before issue 22). 20 of
+    each class's 440 images are validation images (ImageNet-21K-P: 50 of ~1,100 a class), whose
+    variants are taken from their JPEG. The shipped runs also time the fingerprint work inside
+    the stage (CPU time of the converting thread): the figure free of the two runs' noise.
     """
     import tempfile
 
@@ -387,31 +399,31 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 400) -> None:
     from pipeline import convert
     from pipeline.archive import list_containers
 
-    shipped = (convert.centre_cells, convert.fingerprints_of)
-    inside = [0.0]
+    shipped = (convert.centre_cells, convert.fingerprints_of, convert.jpeg_eval_fingerprints)
+    inside = [0.0, 0.0]  # centre fingerprints, validation variants
 
-    def timed_inside(fn):
+    def timed_inside(fn, k):
         def call(arg):
             t = time.thread_time()
             try:
                 return fn(arg)
             finally:
-                inside[0] += time.thread_time() - t
+                inside[k] += time.thread_time() - t
         return call
 
-    variants = {"with": tuple(timed_inside(f) for f in shipped),
-                "without": (lambda image: None, lambda cells: [0] * len(cells))}
-    settings = convert.ConvertSettings(min_images=per_class // 2, val_per_class=5)
-    best = {"with": 1e9, "without": 1e9, "inside": 1e9}
+    variants = {"with": tuple(timed_inside(f, k) for f, k in zip(shipped, (0, 0, 1))),
+                "without": (lambda image: None, lambda cells: [0] * len(cells), lambda jpg: None)}
+    settings = convert.ConvertSettings(min_images=per_class // 2, val_per_class=per_class * 50 // 1100)
+    best = {"with": 1e9, "without": 1e9, "centre": 1e9, "variants": 1e9}
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "photos.tar"
         n = write_archive(archive, "tar", classes, per_class)
         containers = list_containers(archive, "tar")
         try:
             for round_ in range(rounds + 1):  # the first round warms up
-                for name, (cells, batch) in variants.items():
-                    convert.centre_cells, convert.fingerprints_of = cells, batch
-                    inside[0] = 0.0
+                for name, fns in variants.items():
+                    convert.centre_cells, convert.fingerprints_of, convert.jpeg_eval_fingerprints = fns
+                    inside[:] = [0.0, 0.0]
                     t = time.perf_counter()
                     part = convert.convert_tar_range(archive, containers, settings, lambda wnid: True)
                     part.write(Path(tmp) / name)
@@ -421,15 +433,19 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 400) -> None:
                     if round_:
                         best[name] = min(best[name], spent / n)
                         if name == "with":
-                            best["inside"] = min(best["inside"], inside[0] / n)
+                            best["centre"] = min(best["centre"], inside[0] / n)
+                            best["variants"] = min(best["variants"], inside[1] / n)
         finally:
-            convert.centre_cells, convert.fingerprints_of = shipped
+            convert.centre_cells, convert.fingerprints_of, convert.jpeg_eval_fingerprints = shipped
     print(f"\nconvert stage (convert_tar_range + part write, {n} photos in {classes} class tars, one process, "
           f"wall time, best of {rounds}, taking turns):")
     print(f"  without fingerprints {best['without'] * 1e6:8.0f} us/image")
     print(f"  with fingerprints    {best['with'] * 1e6:8.0f} us/image   difference {best['with'] / best['without'] - 1:+.2%}")
-    print(f"  fingerprint work inside the stage {best['inside'] * 1e6:6.1f} us/image = "
-          f"{best['inside'] / best['without']:.2%} of the stage without it (target <= 3 %)")
+    base = best["without"]
+    print(f"  inside the stage, per image: centre fingerprint {best['centre'] * 1e6:5.1f} us = "
+          f"{best['centre'] / base:.2%} of the stage without it (target <= 3 %); validation variants "
+          f"{best['variants'] * 1e6:5.1f} us = {best['variants'] / base:.2%} "
+          f"({settings.val_per_class} of {per_class} images); together {(best['centre'] + best['variants']) / base:.2%}")
 
 
 def realistic_fingerprints(n: int, seed: int, variants: bool) -> np.ndarray:
@@ -520,6 +536,27 @@ def lookup(sizes, n_queries: int, convert_s: float, threshold: int, rounds: int)
             index = None  # free before the next size
 
 
+def val_train_lookup(n_val: int, n_queries: int, convert_s: float, threshold: int, rounds: int) -> None:
+    """The validation/train check at ImageNet-21K-P scale: ``n_val`` validation images' variants
+    indexed, train centre fingerprints queried (random balanced fingerprints: realistic ones at
+    this size would take an hour to make)."""
+    rng = np.random.default_rng(2)
+    build_cpu = convert_s * IMAGENET21K_IMAGES
+    evals = random_eval(n_val, rng)
+    queries = random_queries(n_queries, rng)
+    build_s, index = timed(lambda: nd.EvalIndex(evals, threshold=threshold), 1)
+    one_s, found = timed(lambda: index.query(queries, workers=1), rounds)
+    all_s, _ = timed(lambda: index.query(queries, batch=1024), rounds)
+    sample = queries[:20]
+    assert all(np.array_equal(x, y) for x, y in zip(index.query(sample), nd.brute_force_matches(sample, evals, threshold)))
+    per_q = one_s / len(queries)
+    projected = per_q * (IMAGENET21K_IMAGES - n_val)
+    print(f"\nvalidation/train check at ImageNet-21K-P scale: {n_val:,} validation images x {nd.VARIANT_COUNT} variants "
+          f"= {evals.size:,} rows, chunks {index.plan.widths} radii {index.plan.radii}, built in {build_s:.0f} s")
+    print(f"  {per_q * 1e6:.1f} us/train query on 1 thread, {all_s / len(queries) * 1e6:.1f} on the cores here; "
+          f"{IMAGENET21K_IMAGES - n_val:,} train images: {projected:.0f} CPU-s = {projected / build_cpu:.2%} of the build's CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--max-iou", type=float, default=0.5)
@@ -529,6 +566,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-lookup", action="store_true")
+    parser.add_argument("--val-images", type=int, default=561_050,
+                        help="validation images for the validation/train check's lookup (0: skip it)")
     parser.add_argument("--only", choices=("recall", "cost", "lookup"),
                         help="run one part (cost: per image and the whole convert stage; lookup: with the "
                              "convert time it needs for its projection)")
@@ -546,6 +585,8 @@ def main() -> None:
         stage_cost(args.rounds)
     if args.only in (None, "lookup") and not args.skip_lookup:
         lookup([int(s) for s in args.lookup_sizes.split(",")], args.queries, convert_s, args.threshold, args.rounds)
+        if args.val_images:
+            val_train_lookup(args.val_images, args.queries, convert_s, args.threshold, args.rounds)
 
 
 if __name__ == "__main__":

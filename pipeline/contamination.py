@@ -2,8 +2,12 @@
 validation images with a near-duplicate in the same build's train split are reported (or moved).
 
 Every sample carries the fingerprint its convert task took from the pixels it had decoded
-(:mod:`pipeline.near_duplicates`); these functions only compare fingerprints, through an index
-that never compares every pair. All outputs are sorted, so a rerun gives the same bytes.
+(:mod:`pipeline.near_duplicates`), and every validation sample its 49 variants, as an evaluation
+image has; these functions only compare fingerprints, through an index that never compares every
+pair. A validation image moved out is replaced by the next of its class under the val rule that
+is in no pair; that replacement is checked through its centre fingerprint only (its variants are
+not taken: it was a train image when its class was converted). All outputs are sorted, so a
+rerun gives the same bytes.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import pyarrow.parquet as pq
 from hierarchy.atomic import atomic_write_text, remove_stale_temp_files
 from pipeline.convert import ls_order_key
 from pipeline.members import REJECT_SCHEMA
-from pipeline.near_duplicates import EvalIndex, fingerprints_of_eval_set, write_hash_file
+from pipeline.near_duplicates import VARIANT_COUNT, EvalIndex, fingerprints_of_eval_set, write_hash_file
 from pipeline.outputs import write_parquet
 from pipeline.parts import train_order
 
@@ -75,7 +79,9 @@ def eval_rejects(samples: pa.Table, evals: pa.Table, threshold: int) -> tuple[pa
 
 def val_train_pairs(samples: pa.Table, threshold: int) -> pa.Table:
     """Every (validation sample, train sample) pair within ``threshold`` (:data:`PAIR_SCHEMA`,
-    sorted): the held-out images that the train split holds again."""
+    sorted): the held-out images that the train split holds again. A validation sample is matched
+    through its ``variants`` (as an evaluation image is: crops found either way), or its centre
+    fingerprint alone where it has none."""
     split = samples.column("split").to_numpy(zero_copy_only=False)
     fingerprints = samples.column("fingerprint")
     known = ~pc.is_null(fingerprints).to_numpy(zero_copy_only=False)
@@ -84,13 +90,26 @@ def val_train_pairs(samples: pa.Table, threshold: int) -> pa.Table:
     if len(val) == 0 or len(train) == 0:
         return PAIR_SCHEMA.empty_table()
     values = fingerprints.to_numpy(zero_copy_only=False)
-    index = EvalIndex(values[val].astype(np.uint64), threshold=threshold)
+    index = EvalIndex(validation_variants(samples, val, values), threshold=threshold)
     q, r, d = index.query(values[train].astype(np.uint64))
     keys, wnids = samples.column("key").to_pylist(), samples.column("wnid").to_pylist()
     pairs = pa.table({"val_key": [keys[i] for i in val[r]], "val_wnid": [wnids[i] for i in val[r]],
                       "train_key": [keys[i] for i in train[q]], "train_wnid": [wnids[i] for i in train[q]],
                       "distance": pa.array(d, pa.int64())}, schema=PAIR_SCHEMA)
     return pairs.sort_by([("val_wnid", "ascending"), ("val_key", "ascending"), ("train_key", "ascending")])
+
+
+def validation_variants(samples: pa.Table, rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(len(rows), VARIANT_COUNT) uint64: the ``variants`` of those samples; a row without them
+    (a copied image of the processed download) has its centre fingerprint in every column."""
+    out = np.repeat(centres[rows].astype(np.uint64)[:, None], VARIANT_COUNT, axis=1)
+    if "variants" not in samples.column_names:
+        return out
+    variants = samples.column("variants").take(pa.array(rows, pa.int64())).combine_chunks()
+    has = ~pc.is_null(variants).to_numpy(zero_copy_only=False)
+    if has.any():
+        out[has] = variants.filter(pa.array(has)).flatten().to_numpy().reshape(-1, VARIANT_COUNT)
+    return out
 
 
 def move_out_of_validation(samples: pa.Table, pairs: pa.Table, val_rule: str, seed: int) -> pa.Table:
@@ -102,7 +121,7 @@ def move_out_of_validation(samples: pa.Table, pairs: pa.Table, val_rule: str, se
     moved = set(pairs.column("val_key").to_pylist())
     if not moved:
         return samples
-    rows = samples.to_pydict()
+    rows = samples.select(["key", "wnid", "member", "split", "order"]).to_pydict()
     by_class: dict[str, list[int]] = {}
     for i, wnid in enumerate(rows["wnid"]):
         by_class.setdefault(wnid, []).append(i)

@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.archive import ArchiveError, Container, folder_files
 from pipeline.images import BadImage, squish_resize_keeping_pixels
-from pipeline.near_duplicates import centre_cells, fingerprints_of_cells
+from pipeline.near_duplicates import centre_cells, fingerprints_of_cells, jpeg_eval_fingerprints
 from pipeline.members import member_name_problem, reject_row
 from pipeline.parts import PartBuilder, train_order
 from pipeline.streams import BlockStream, MemoryStream, StreamError, file_blocks, read_files_ahead
@@ -219,8 +219,12 @@ class ClassJob(ContainerJob):
         val = validation_positions(len(ok), self.settings, self.wnid, [member for member, *_ in ok])
         fingerprints = fingerprints_of([cells for *_, cells in ok])
         for i, ((member, key, jpg, w, h, _), pixels_fingerprint) in enumerate(zip(ok, fingerprints)):
-            split, order = ("validation", val[i]) if i in val else ("train", train_order(self.settings.seed, key))
-            self.part.add_sample(key, self.wnid, member, split, order, jpg, w, h, pixels_fingerprint)
+            if i in val:
+                self.part.add_sample(key, self.wnid, member, "validation", val[i], jpg, w, h, pixels_fingerprint,
+                                     jpeg_eval_fingerprints(jpg))
+            else:
+                self.part.add_sample(key, self.wnid, member, "train", train_order(self.settings.seed, key), jpg, w, h,
+                                     pixels_fingerprint)
 
 
 def ls_order_key(name: str) -> tuple:

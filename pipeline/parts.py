@@ -40,6 +40,7 @@ SAMPLE_SCHEMA = pa.schema([
     ("width", pa.int64()),      # of the original image
     ("height", pa.int64()),
     ("fingerprint", pa.uint64()),  # of the resized pixels (pipeline.near_duplicates); null: not taken
+    ("variants", pa.list_(pa.uint64())),  # validation samples: their eval_fingerprints; else null
 ])
 CLASS_SCHEMA = pa.schema([
     ("wnid", pa.string()),
@@ -69,9 +70,10 @@ class PartBuilder:
     resized: int = 0        # samples squish-resized (released layout; raw layouts: every sample)
 
     def add_sample(self, key: str, wnid: str, member: str, split: str, order: int, jpg: bytes,
-                   width: int, height: int, fingerprint: int | None = None) -> None:
+                   width: int, height: int, fingerprint: int | None = None,
+                   variants: list[int] | None = None) -> None:
         row = dict(key=key, wnid=wnid, member=member, split=split, order=order, width=width, height=height,
-                   fingerprint=fingerprint)
+                   fingerprint=fingerprint, variants=variants)
         sort_key = (0, wnid, member) if split == "validation" else (1, order, key)
         self.samples.append((sort_key, row, jpg))
 

@@ -29,6 +29,7 @@ from pipeline.archive import CLASS_DIR_RE, ArchiveError, Container, release_memb
 from pipeline.convert import ContainerJob, ConvertSettings, Progress, convert_folders, convert_image, fingerprints_of
 from pipeline.jpeg_header import is_ready_jpeg
 from pipeline.members import reject_row
+from pipeline.near_duplicates import jpeg_eval_fingerprints
 from pipeline.parts import PartBuilder, part_done, remove_stale_temp_files_of, train_order
 from pipeline.streams import BlockStream, StreamError, gzip_blocks
 from pipeline.tarstream import Entry, TarDamage, TarReader
@@ -97,7 +98,9 @@ class ReleaseFolderJob(ContainerJob):
         self.part.copied += copied
         self.part.resized += not copied
         order = train_order(self.settings.seed, key) if self.split == "train" else self.n_images - 1
-        self.part.add_sample(key, self.wnid, entry.name, self.split, order, *result[1:])
+        fingerprinted = self.split == "validation" and result[4] is not None
+        self.part.add_sample(key, self.wnid, entry.name, self.split, order, *result[1:],
+                             jpeg_eval_fingerprints(result[1]) if fingerprinted else None)
 
     def damaged(self, offset: int, message: str, reason: str) -> None:
         self.n_entries += 1

@@ -134,18 +134,25 @@ def test_a_validation_image_copied_into_train_is_reported_then_moved(archive, tm
     copy = tmp_path / "demo"
     shutil.copytree(archive.path, copy)
     wnid = sorted(archive.classes)[1]
-    first_val = sorted(archive.classes[wnid])[0]  # val_rule first: the first names are validation
+    first_val, second_val = sorted(archive.classes[wnid])[:2]  # val_rule first: the first names are validation
     data = (copy / wnid / f"{first_val}.JPEG").read_bytes()
     (copy / wnid / f"{wnid}_999999.JPEG").write_bytes(transformed(data, 2))  # sorts after: a train image
+    # 5 % cut off the left and the top: its centre fingerprint is far from the original's (asserted
+    # below); the validation image's variants find it
+    image = Image.open(copy / wnid / f"{second_val}.JPEG").convert("RGB")
+    w, h = image.size
+    image.crop((w // 20, h // 20, w, h)).save(copy / wnid / f"{wnid}_999998.JPEG", quality=90)
     reported = build_dataset(copy, tmp_path / "reported", **PARAMS)
     pairs = pq.read_table(reported / "val_near_duplicates.parquet").to_pylist()
-    assert {(p["val_key"], p["train_key"]) for p in pairs} >= {(first_val, f"{wnid}_999999")}
+    assert {(p["val_key"], p["train_key"]) for p in pairs} >= {(first_val, f"{wnid}_999999"),
+                                                              (second_val, f"{wnid}_999998")}
     stats = json.loads((reported / "stats.json").read_text())["near_duplicates"]["val_with_train_near_duplicate"]
     assert stats["per_class"][wnid] >= 1 and stats["moved"] == 0
     moved = build_dataset(copy, tmp_path / "moved", val_near_duplicates="move", **PARAMS)
     split = {r["key"]: r["split"] for r in pq.read_table(moved / "labels.parquet").to_pylist()}
-    assert split[first_val] == "train"
+    assert split[first_val] == split[second_val] == "train"
     fingerprints = archive_fingerprints(copy)
+    assert near(fingerprints[second_val], fingerprints[f"{wnid}_999998"]) > DEFAULT_THRESHOLD
     val = [k for k, s in split.items() if s == "validation"]
     train = [fingerprints[k] for k, s in split.items() if s == "train"]
     assert sum(k.startswith(wnid) for k in val) == PARAMS["val_per_class"]
