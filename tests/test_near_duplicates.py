@@ -126,6 +126,21 @@ def test_eval_index_equals_brute_force(n_eval, variants, threshold, chunks):
     np.testing.assert_array_equal(smaller.distance, expected.distance[expected.distance <= max(0, threshold - 2)])
 
 
+@pytest.mark.parametrize("threshold", [0, 2, 6, 10])
+@pytest.mark.parametrize("n", [1, 50_000, 2_450_000, 27_500_000])
+def test_chunk_plans_are_exact_and_no_dearer_than_equal_chunks(threshold, n):
+    plan = nd.chunk_plan(threshold, n)
+    assert sum(r + 1 for r in plan.radii) > threshold  # pigeonhole: exact
+    assert sum(plan.widths) <= 64 and max(plan.widths) <= 24 and min(plan.shifts) >= 0
+    spans = sorted((s, s + w) for s, w in zip(plan.shifts, plan.widths))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # disjoint chunks
+    for k in range(3, min(threshold + 1, 6) + 1):  # k equal chunks, the radii spread evenly
+        spare = max(0, threshold + 1 - k)
+        equal = nd.ChunkPlan((0,) * k, tuple(64 // k for _ in range(k)),
+                             tuple(spare // k + (i < spare % k) for i in range(k)))
+        assert plan.cost(n) <= equal.cost(n)
+
+
 def test_eval_index_edge_cases():
     index = nd.EvalIndex(np.array([1, 2, 3], dtype=np.uint64), names=["a", "b", "c"], threshold=2)
     assert len(index.query(np.empty(0, dtype=np.uint64)).query) == 0
