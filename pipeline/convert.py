@@ -22,6 +22,7 @@ winter21 ``.tar.gz`` is :mod:`pipeline.gzip_convert`'s.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,7 +31,7 @@ import numpy as np
 
 from pipeline.archive import ArchiveError, Container, folder_files
 from pipeline.images import BadImage, squish_resize_keeping_pixels
-from pipeline.near_duplicates import centre_cells, fingerprints_of_cells, jpeg_eval_fingerprints
+from pipeline.near_duplicates import centre_cells, eval_fingerprints, fingerprints_of_cells, jpeg_eval_fingerprints
 from pipeline.members import member_name_problem, reject_row
 from pipeline.parts import PartBuilder, train_order
 from pipeline.streams import BlockStream, MemoryStream, StreamError, file_blocks, read_files_ahead
@@ -59,9 +60,10 @@ class ConvertSettings:
 
 
 def convert_image(data: bytes, size: int, quality: int) -> tuple:
-    """``("ok", jpeg, width, height, cells)`` or ``("reject", reason, detail)``; never raises for
-    bad bytes. The cells (:func:`pipeline.near_duplicates.centre_cells` of the resized pixels) are
-    made a fingerprint with the class's others, in one batch (:func:`fingerprints_of`)."""
+    """``("ok", jpeg, width, height, cells, image)`` or ``("reject", reason, detail)``; never raises
+    for bad bytes. The cells (:func:`pipeline.near_duplicates.centre_cells` of the resized pixels)
+    are made a fingerprint with the class's others, in one batch (:func:`fingerprints_of`); the
+    resized image itself is for a validation image's variants (callers keep only those)."""
     try:
         jpg, (w, h), image = squish_resize_keeping_pixels(data, size=size, quality=quality)
         cells = centre_cells(image)
@@ -69,7 +71,7 @@ def convert_image(data: bytes, size: int, quality: int) -> tuple:
         return "reject", exc.reason, str(exc)
     except Exception as exc:  # never stop a long build for one image; record it
         return "reject", "decode_error", f"{type(exc).__name__}: {exc}"
-    return "ok", jpg, w, h, cells
+    return "ok", jpg, w, h, cells, image
 
 
 def fingerprints_of(cells: list) -> list[int]:
@@ -169,11 +171,16 @@ class ClassJob(ContainerJob):
     def __init__(self, container: Container, known: bool, settings: ConvertSettings, part: PartBuilder):
         super().__init__(container, known, settings, part)
         self.held: list[tuple[str, str, bytes]] = []  # read, not yet decided kept
-        self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result)
+        self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result, no image)
         self.kept = False
+        self.val_pixels = ValidationPixels(settings)
 
     def _convert(self, member: str, key: str, data: bytes) -> None:
-        self.converted.append((member, key, convert_image(data, self.settings.image_size, self.settings.jpeg_quality)))
+        result = convert_image(data, self.settings.image_size, self.settings.jpeg_quality)
+        if result[0] == "ok":
+            self.val_pixels.offer(member, result[5])
+            result = result[:5]
+        self.converted.append((member, key, result))
 
     def take(self, entry: Entry, key: str, read: Callable[[], bytes] | None) -> None:
         if not self.known:
@@ -220,11 +227,42 @@ class ClassJob(ContainerJob):
         fingerprints = fingerprints_of([cells for *_, cells in ok])
         for i, ((member, key, jpg, w, h, _), pixels_fingerprint) in enumerate(zip(ok, fingerprints)):
             if i in val:
+                image = self.val_pixels.image(member)
+                variants = eval_fingerprints(image).tolist() if image is not None else jpeg_eval_fingerprints(jpg)
                 self.part.add_sample(key, self.wnid, member, "validation", val[i], jpg, w, h, pixels_fingerprint,
-                                     jpeg_eval_fingerprints(jpg))
+                                     variants)
             else:
                 self.part.add_sample(key, self.wnid, member, "train", train_order(self.settings.seed, key), jpg, w, h,
                                      pixels_fingerprint)
+
+
+class ValidationPixels:
+    """The squish-resized images of the members first under a name-based val rule so far (at most
+    ``val_per_class``): when the class ends they are its validation images, whose variants
+    (:func:`pipeline.near_duplicates.eval_fingerprints`) are then taken from these pixels, not
+    from a decode of their JPEG. Under the ``random`` rule, which picks positions only once the
+    class's size is known, it keeps nothing."""
+
+    def __init__(self, settings: ConvertSettings):
+        self.rule_key = {"first": str, "first_en_us": ls_order_key}.get(settings.val_rule)
+        self.limit = settings.val_per_class if self.rule_key else 0
+        self.first: list[tuple] = []  # (rule key, member), sorted
+        self.images: dict[str, object] = {}
+
+    def offer(self, member: str, image) -> None:
+        if not self.limit:
+            return
+        entry = (self.rule_key(member), member)
+        if len(self.first) == self.limit:
+            if entry >= self.first[-1]:
+                return
+            del self.images[self.first.pop()[1]]
+        bisect.insort(self.first, entry)
+        self.images[member] = image
+
+    def image(self, member: str):
+        """The member's pixels, or None where they were not kept."""
+        return self.images.get(member)
 
 
 def ls_order_key(name: str) -> tuple:

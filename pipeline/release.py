@@ -29,7 +29,7 @@ from pipeline.archive import CLASS_DIR_RE, ArchiveError, Container, release_memb
 from pipeline.convert import ContainerJob, ConvertSettings, Progress, convert_folders, convert_image, fingerprints_of
 from pipeline.jpeg_header import is_ready_jpeg
 from pipeline.members import reject_row
-from pipeline.near_duplicates import jpeg_eval_fingerprints
+from pipeline.near_duplicates import eval_fingerprints, fingerprint as fingerprint_of
 from pipeline.parts import PartBuilder, part_done, remove_stale_temp_files_of, train_order
 from pipeline.streams import BlockStream, StreamError, gzip_blocks
 from pipeline.tarstream import Entry, TarDamage, TarReader
@@ -42,21 +42,25 @@ def orphan_reason(wnid: str) -> tuple[str, str]:
     return "class_not_in_train_folder", f"a validation image of {wnid}, which the train folder lacks"
 
 
-def release_image(data: bytes, settings: ConvertSettings) -> tuple[tuple, bool]:
-    """``(convert_image-style result, copied)``: a ready JPEG as it is (its fingerprint only with
-    ``settings.fingerprint_copies``: that needs a decode), else squish-resized."""
+def release_image(data: bytes, settings: ConvertSettings, validation: bool = False) -> tuple[tuple, bool]:
+    """``(result, copied)``: result ``("ok", jpeg, width, height, fingerprint, variants)`` or
+    ``("reject", reason, detail)``. A ready JPEG is kept as it is (its fingerprint, and for a
+    ``validation`` image its variants, only with ``settings.fingerprint_copies``: that needs a
+    decode), anything else squish-resized."""
     size = settings.image_size
     if is_ready_jpeg(data, size):
-        fingerprint = None
+        fingerprint = variants = None
         if settings.fingerprint_copies:
             from pipeline.images import squish_resized_image
-            from pipeline.near_duplicates import fingerprint as fingerprint_of
 
-            fingerprint = fingerprint_of(squish_resized_image(data, size))
-        return ("ok", data, size, size, fingerprint), True
+            image = squish_resized_image(data, size)
+            fingerprint = fingerprint_of(image)
+            variants = eval_fingerprints(image).tolist() if validation else None
+        return ("ok", data, size, size, fingerprint, variants), True
     result = convert_image(data, size, settings.jpeg_quality)
     if result[0] == "ok":  # one image: its cells made a fingerprint at once
-        result = (*result[:4], fingerprints_of([result[4]])[0])
+        variants = eval_fingerprints(result[5]).tolist() if validation else None
+        result = (*result[:4], fingerprints_of([result[4]])[0], variants)
     return result, False
 
 
@@ -92,15 +96,13 @@ class ReleaseFolderJob(ContainerJob):
         data = self.read_member(entry, key, read)
         if data is None:
             return
-        result, copied = release_image(data, self.settings)
+        result, copied = release_image(data, self.settings, validation=self.split == "validation")
         if result[0] != "ok":
             return self.reject(entry.name, result[1], result[2], key, stage="decode")
         self.part.copied += copied
         self.part.resized += not copied
         order = train_order(self.settings.seed, key) if self.split == "train" else self.n_images - 1
-        fingerprinted = self.split == "validation" and result[4] is not None
-        self.part.add_sample(key, self.wnid, entry.name, self.split, order, *result[1:],
-                             jpeg_eval_fingerprints(result[1]) if fingerprinted else None)
+        self.part.add_sample(key, self.wnid, entry.name, self.split, order, *result[1:])
 
     def damaged(self, offset: int, message: str, reason: str) -> None:
         self.n_entries += 1

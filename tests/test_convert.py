@@ -62,6 +62,27 @@ def test_validation_is_the_first_names_that_decoded_and_train_is_hash_ordered(tm
         assert s["order"] == train_order(SETTINGS.seed, s["key"])
 
 
+@pytest.mark.parametrize("rule", ["first", "first_en_us", "random"])
+def test_validation_samples_carry_the_variants_of_their_pixels(tmp_path, rule):
+    from dataclasses import replace
+
+    from pipeline import near_duplicates as nd
+    from pipeline.images import squish_resized_image
+
+    members = class_members(WNID, 8)[::-1]  # the smallest names come last: kept pixels are replaced
+    part = convert_outer(tmp_path, [(f"{WNID}.tar", tar_bytes(members))],
+                         replace(SETTINGS, val_rule=rule, val_per_class=3))
+    data = dict(members)
+    assert sum(row["split"] == "validation" for _, row, _ in part.samples) == 3
+    for _, row, jpg in part.samples:
+        if row["split"] == "train":
+            assert row["variants"] is None
+        elif rule == "random":  # its positions are known only at the class's end: from the JPEG
+            assert row["variants"] == nd.jpeg_eval_fingerprints(jpg)
+        else:  # the pixels the convert decoded, kept while the member was among the first 3
+            assert row["variants"] == nd.eval_fingerprints(squish_resized_image(data[row["member"]], 64)).tolist()
+
+
 def test_random_rule_is_seeded_per_class(tmp_path):
     tars = [(f"{WNID}.tar", tar_bytes(class_members(WNID, 8)))]
     picks = []
