@@ -296,8 +296,9 @@ def recall_report(names, m, kept, originals, copies, threshold: int) -> None:
     print("  " + ", ".join(f"{kind} {int(np.sum(np.array(v) > threshold))}"
                            for kind, v in worst.items() if np.any(np.array(v) > threshold)) or "  none")
     centre = nd.hamming(cq, oq[own])  # what the validation/train check compares: centre with centre
-    print(f"\nwithin a build (validation against train: centre fingerprints both sides, no variants) at T={threshold}: "
-          f"recall {np.mean(centre <= threshold):.4f}; by transform:")
+    print(f"\nwithin a build, validation images are matched as evaluation images are (their {nd.VARIANT_COUNT} variants, "
+          f"from the pixels the convert decoded), so the recall above is theirs. Without variants (centre against "
+          f"centre) it would be, at T={threshold}: {np.mean(centre <= threshold):.4f}; by transform:")
     by_kind = {}
     for kind, d in zip(kinds, centre):
         by_kind.setdefault(kind, []).append(d <= threshold)
@@ -389,7 +390,7 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 440) -> None:
     shipped, once with the fingerprint work replaced by nothing (``centre_cells`` returning None,
     ``fingerprints_of`` zeros, no validation variants: the convert stage before issue 22). 20 of
     each class's 440 images are validation images (ImageNet-21K-P: 50 of ~1,100 a class), whose
-    variants are taken from their JPEG. The shipped runs also time the fingerprint work inside
+    variants are taken from the pixels kept for them (val rule ``first``). The shipped runs also time the fingerprint work inside
     the stage (CPU time of the converting thread): the figure free of the two runs' noise.
     """
     import tempfile
@@ -399,7 +400,7 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 440) -> None:
     from pipeline import convert
     from pipeline.archive import list_containers
 
-    shipped = (convert.centre_cells, convert.fingerprints_of, convert.jpeg_eval_fingerprints)
+    shipped = (convert.centre_cells, convert.fingerprints_of, convert.eval_fingerprints, convert.jpeg_eval_fingerprints)
     inside = [0.0, 0.0]  # centre fingerprints, validation variants
 
     def timed_inside(fn, k):
@@ -411,8 +412,9 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 440) -> None:
                 inside[k] += time.thread_time() - t
         return call
 
-    variants = {"with": tuple(timed_inside(f, k) for f, k in zip(shipped, (0, 0, 1))),
-                "without": (lambda image: None, lambda cells: [0] * len(cells), lambda jpg: None)}
+    nothing = np.empty(0, np.uint64)
+    variants = {"with": tuple(timed_inside(f, k) for f, k in zip(shipped, (0, 0, 1, 1))),
+                "without": (lambda image: None, lambda cells: [0] * len(cells), lambda image: nothing, lambda jpg: None)}
     settings = convert.ConvertSettings(min_images=per_class // 2, val_per_class=per_class * 50 // 1100)
     best = {"with": 1e9, "without": 1e9, "centre": 1e9, "variants": 1e9}
     with tempfile.TemporaryDirectory() as tmp:
@@ -422,7 +424,8 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 440) -> None:
         try:
             for round_ in range(rounds + 1):  # the first round warms up
                 for name, fns in variants.items():
-                    convert.centre_cells, convert.fingerprints_of, convert.jpeg_eval_fingerprints = fns
+                    (convert.centre_cells, convert.fingerprints_of, convert.eval_fingerprints,
+                     convert.jpeg_eval_fingerprints) = fns
                     inside[:] = [0.0, 0.0]
                     t = time.perf_counter()
                     part = convert.convert_tar_range(archive, containers, settings, lambda wnid: True)
@@ -436,7 +439,8 @@ def stage_cost(rounds: int, classes: int = 2, per_class: int = 440) -> None:
                             best["centre"] = min(best["centre"], inside[0] / n)
                             best["variants"] = min(best["variants"], inside[1] / n)
         finally:
-            convert.centre_cells, convert.fingerprints_of, convert.jpeg_eval_fingerprints = shipped
+            (convert.centre_cells, convert.fingerprints_of, convert.eval_fingerprints,
+             convert.jpeg_eval_fingerprints) = shipped
     print(f"\nconvert stage (convert_tar_range + part write, {n} photos in {classes} class tars, one process, "
           f"wall time, best of {rounds}, taking turns):")
     print(f"  without fingerprints {best['without'] * 1e6:8.0f} us/image")
