@@ -1,7 +1,7 @@
 """Near-duplicate fingerprints (``pipeline/near_duplicates.py``): recall, false matches, cost, lookup.
 
     .venv/bin/python benchmarks/near_duplicates.py [--max-iou 0.5] [--random-copies 16]
-        [--lookup-sizes 5000,50000,500000] [--queries 200000] [--rounds 3] [--val-images 561050]
+        [--lookup-sizes 5000,50000,500000] [--queries 100000] [--rounds 3] [--val-images 561050]
         [--skip-lookup] [--only recall|cost|lookup]
 
 About 15 minutes on 2 cores, half of it the 500,000-image lookup and the validation/train check
@@ -567,7 +567,7 @@ def main() -> None:
     parser.add_argument("--random-copies", type=int, default=16)
     parser.add_argument("--threshold", type=int, default=nd.DEFAULT_THRESHOLD)
     parser.add_argument("--lookup-sizes", default="5000,50000,500000")
-    parser.add_argument("--queries", type=int, default=200_000,
+    parser.add_argument("--queries", type=int, default=100_000,
                         help="queries per lookup (a build has 14 M: the more, the closer their keys in the index)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-lookup", action="store_true")

@@ -55,22 +55,23 @@ def eval_rejects(samples: pa.Table, evals: pa.Table, threshold: int) -> tuple[pa
     :data:`EVAL_REASON`, naming the set, the image and the distance."""
     fingerprints = samples.column("fingerprint").to_numpy(zero_copy_only=False)
     known = ~pc.is_null(samples.column("fingerprint")).to_numpy(zero_copy_only=False)
-    sets = evals.column("set").to_pylist()
-    per_set = dict.fromkeys(sorted(set(sets)), 0)
+    per_set = dict.fromkeys(sorted(pc.unique(evals.column("set")).to_pylist()), 0)
     if evals.num_rows == 0 or not known.any():
         return samples, REJECT_SCHEMA.empty_table(), per_set
     positions = np.flatnonzero(known)
     index = EvalIndex(evals.column("fingerprint").to_numpy().astype(np.uint64), threshold=threshold)
     q, r, d = nearest_matches(fingerprints[positions].astype(np.uint64), index, threshold)
     hit = positions[q]
-    names = evals.column("name").to_pylist()
-    for e in r.tolist():
-        per_set[sets[e]] += 1
-    rows = samples.take(pa.array(hit, pa.int64())).to_pydict() if len(hit) else {"key": [], "member": [], "wnid": []}
+    matched = evals.take(pa.array(r, pa.int64()))  # only the matched rows become Python objects
+    sets, names = matched.column("set").to_pylist(), matched.column("name").to_pylist()
+    for name in sets:
+        per_set[name] += 1
+    rows = samples.select(["key", "member", "wnid"]).take(pa.array(hit, pa.int64())).to_pydict()
     rejects = pa.Table.from_pylist([
         dict(key=key, member=member, wnid=wnid, stage="plan", reason=EVAL_REASON,
-             detail=f"{sets[e]}: {names[e]} (distance {dist})")
-        for key, member, wnid, e, dist in zip(rows["key"], rows["member"], rows["wnid"], r.tolist(), d.tolist())
+             detail=f"{set_name}: {name} (distance {dist})")
+        for key, member, wnid, set_name, name, dist in zip(rows["key"], rows["member"], rows["wnid"], sets, names,
+                                                          d.tolist())
     ], schema=REJECT_SCHEMA)
     keep = np.ones(samples.num_rows, bool)
     keep[hit] = False
@@ -92,9 +93,10 @@ def val_train_pairs(samples: pa.Table, threshold: int) -> pa.Table:
     values = fingerprints.to_numpy(zero_copy_only=False)
     index = EvalIndex(validation_variants(samples, val, values), threshold=threshold)
     q, r, d = index.query(values[train].astype(np.uint64))
-    keys, wnids = samples.column("key").to_pylist(), samples.column("wnid").to_pylist()
-    pairs = pa.table({"val_key": [keys[i] for i in val[r]], "val_wnid": [wnids[i] for i in val[r]],
-                      "train_key": [keys[i] for i in train[q]], "train_wnid": [wnids[i] for i in train[q]],
+    val_rows, train_rows = pa.array(val[r], pa.int64()), pa.array(train[q], pa.int64())
+    keys, wnids = samples.column("key"), samples.column("wnid")
+    pairs = pa.table({"val_key": keys.take(val_rows), "val_wnid": wnids.take(val_rows),
+                      "train_key": keys.take(train_rows), "train_wnid": wnids.take(train_rows),
                       "distance": pa.array(d, pa.int64())}, schema=PAIR_SCHEMA)
     return pairs.sort_by([("val_wnid", "ascending"), ("val_key", "ascending"), ("train_key", "ascending")])
 
@@ -121,7 +123,10 @@ def move_out_of_validation(samples: pa.Table, pairs: pa.Table, val_rule: str, se
     moved = set(pairs.column("val_key").to_pylist())
     if not moved:
         return samples
-    rows = samples.select(["key", "wnid", "member", "split", "order"]).to_pydict()
+    # only the classes that lose a validation image become Python objects
+    affected = np.flatnonzero(pc.is_in(samples.column("wnid"),
+                                       value_set=pairs.column("val_wnid").unique()).to_numpy(zero_copy_only=False))
+    rows = samples.select(["key", "wnid", "member", "split", "order"]).take(pa.array(affected, pa.int64())).to_pydict()
     by_class: dict[str, list[int]] = {}
     for i, wnid in enumerate(rows["wnid"]):
         by_class.setdefault(wnid, []).append(i)
@@ -140,8 +145,12 @@ def move_out_of_validation(samples: pa.Table, pairs: pa.Table, val_rule: str, se
         val = sorted((i for i in members if split[i] == "validation"), key=lambda i: rows["member"][i])
         for rank, i in enumerate(val):
             order[i] = rank
-    return samples.set_column(samples.schema.get_field_index("split"), "split", pa.array(split, pa.string())) \
-                  .set_column(samples.schema.get_field_index("order"), "order", pa.array(order, pa.uint64()))
+    mask = np.zeros(samples.num_rows, bool)
+    mask[affected] = True
+    for name, values, kind in (("split", split, pa.string()), ("order", order, pa.uint64())):
+        column = pc.replace_with_mask(samples.column(name).combine_chunks(), pa.array(mask), pa.array(values, kind))
+        samples = samples.set_column(samples.schema.get_field_index(name), name, column)
+    return samples
 
 
 def _in_rule_order(positions: list[int], members: list[str], val_rule: str, seed: int, wnid: str) -> list[int]:
