@@ -440,7 +440,7 @@ class EvalIndex:
         """Every (query, eval, distance) with distance <= ``threshold`` (at most the index's), sorted.
 
         Batches of ``batch`` queries run on ``workers`` threads (default: the cores this process
-        may use; numpy releases the GIL in the work, 1.85x on 2 cores); the result is the same.
+        may use; numpy releases the GIL in the work: 1.5-1.85x on 2 cores); the result is the same.
         """
         if not isinstance(threshold, (type(None), int, np.integer)):
             raise ValueError(f"threshold must be an int, got {threshold!r}")
