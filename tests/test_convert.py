@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
 import pipeline.convert as convert
 from archive_fixtures import OTHER_WNID, WNID, class_members, jpeg, lying_class_tar, outer_tar, tar_bytes
+from pipeline import near_duplicates as nd
 from pipeline.archive import list_containers
 from pipeline.convert import ConvertSettings, convert_folders, convert_tar_files, convert_tar_range
+from pipeline.images import squish_resized_image
 from pipeline.parts import train_order
 
 SETTINGS = ConvertSettings(min_images=3, val_per_class=2, image_size=64)
@@ -64,11 +67,6 @@ def test_validation_is_the_first_names_that_decoded_and_train_is_hash_ordered(tm
 
 @pytest.mark.parametrize("rule", ["first", "first_en_us", "random"])
 def test_validation_samples_carry_the_variants_of_their_pixels(tmp_path, rule):
-    from dataclasses import replace
-
-    from pipeline import near_duplicates as nd
-    from pipeline.images import squish_resized_image
-
     members = class_members(WNID, 8)[::-1]  # the smallest names come last: kept pixels are replaced
     part = convert_outer(tmp_path, [(f"{WNID}.tar", tar_bytes(members))],
                          replace(SETTINGS, val_rule=rule, val_per_class=3))
