@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hierarchy.atomic import atomic_write_text, remove_stale_temp_files
-from pipeline.convert import ls_order_key
+from pipeline.convert import NAME_ORDERS
 from pipeline.members import REJECT_SCHEMA
 from pipeline.near_duplicates import VARIANT_COUNT, EvalIndex, fingerprints_of_eval_set, write_hash_file
 from pipeline.outputs import write_parquet
@@ -105,8 +105,6 @@ def validation_variants(samples: pa.Table, rows: np.ndarray, centres: np.ndarray
     """(len(rows), VARIANT_COUNT) uint64: the ``variants`` of those samples; a row without them
     (a copied image of the processed download) has its centre fingerprint in every column."""
     out = np.repeat(centres[rows].astype(np.uint64)[:, None], VARIANT_COUNT, axis=1)
-    if "variants" not in samples.column_names:
-        return out
     variants = samples.column("variants").take(pa.array(rows, pa.int64())).combine_chunks()
     has = ~pc.is_null(variants).to_numpy(zero_copy_only=False)
     if has.any():
@@ -154,10 +152,8 @@ def move_out_of_validation(samples: pa.Table, pairs: pa.Table, val_rule: str, se
 
 
 def _in_rule_order(positions: list[int], members: list[str], val_rule: str, seed: int, wnid: str) -> list[int]:
-    if val_rule == "first":
-        return sorted(positions, key=lambda i: members[i])
-    if val_rule == "first_en_us":
-        return sorted(positions, key=lambda i: ls_order_key(members[i]))
+    if val_rule in NAME_ORDERS:
+        return sorted(positions, key=lambda i: NAME_ORDERS[val_rule](members[i]))
     ranked = sorted(positions, key=lambda i: members[i])
     rng = np.random.default_rng([seed, 2, int(wnid[1:])])
     return [ranked[k] for k in rng.permutation(len(ranked))]

@@ -171,7 +171,7 @@ class ClassJob(ContainerJob):
     def __init__(self, container: Container, known: bool, settings: ConvertSettings, part: PartBuilder):
         super().__init__(container, known, settings, part)
         self.held: list[tuple[str, str, bytes]] = []  # read, not yet decided kept
-        self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result, no image)
+        self.converted: list[tuple[str, str, tuple]] = []  # (member, key, convert_image result less its image)
         self.kept = False
         self.val_pixels = ValidationPixels(settings)
 
@@ -229,11 +229,10 @@ class ClassJob(ContainerJob):
             if i in val:
                 image = self.val_pixels.image(member)
                 variants = eval_fingerprints(image).tolist() if image is not None else jpeg_eval_fingerprints(jpg)
-                self.part.add_sample(key, self.wnid, member, "validation", val[i], jpg, w, h, pixels_fingerprint,
-                                     variants)
+                split, order = "validation", val[i]
             else:
-                self.part.add_sample(key, self.wnid, member, "train", train_order(self.settings.seed, key), jpg, w, h,
-                                     pixels_fingerprint)
+                split, order, variants = "train", train_order(self.settings.seed, key), None
+            self.part.add_sample(key, self.wnid, member, split, order, jpg, w, h, pixels_fingerprint, variants)
 
 
 class ValidationPixels:
@@ -244,7 +243,7 @@ class ValidationPixels:
     class's size is known, it keeps nothing."""
 
     def __init__(self, settings: ConvertSettings):
-        self.rule_key = {"first": str, "first_en_us": ls_order_key}.get(settings.val_rule)
+        self.rule_key = NAME_ORDERS.get(settings.val_rule)
         self.limit = settings.val_per_class if self.rule_key else 0
         self.first: list[tuple] = []  # (rule key, member), sorted
         self.images: dict[str, object] = {}
@@ -273,6 +272,10 @@ def ls_order_key(name: str) -> tuple:
     ``n01440764_1000.JPEG`` ("n014407641000jpeg"), where a bytewise sort puts it after."""
     alnum = [c for c in name if c.isalnum()]
     return "".join(alnum).lower(), tuple(c.isupper() for c in alnum), name
+
+
+#: The val rules that take a class's first names, and the order of names each takes them in.
+NAME_ORDERS: dict[str, Callable[[str], object]] = {"first": str, "first_en_us": ls_order_key}
 
 
 def validation_positions(n: int, settings: ConvertSettings, wnid: str, names: list[str] | None = None) -> dict[int, int]:

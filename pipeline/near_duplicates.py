@@ -455,8 +455,9 @@ class EvalIndex:
         # queries; the more queries, the closer their keys)
         jobs = []
         for table in self._tables:
-            order = np.argsort(self._keys(q, table.shift, table.width), kind="stable")
-            jobs += [(table, order[s:s + batch]) for s in range(0, len(q), batch)]
+            keys = self._keys(q, table.shift, table.width)
+            order = np.argsort(keys, kind="stable")
+            jobs += [(table, order[s:s + batch], keys) for s in range(0, len(q), batch)]
         workers = min(len(jobs), workers or len(os.sched_getaffinity(0)))
         if workers > 1:
             with ThreadPoolExecutor(workers, thread_name_prefix="eval-index") as pool:
@@ -472,10 +473,11 @@ class EvalIndex:
         return _sorted_matches(qi[keep], ei[keep], d[keep])
 
     @staticmethod
-    def _probe(table: "_ChunkTable", rows: np.ndarray, q: np.ndarray, limit: int):
-        """``(query, eval, distance)`` within ``limit`` found through one chunk for the queries ``q[rows]``."""
+    def _probe(table: "_ChunkTable", rows: np.ndarray, keys: np.ndarray, q: np.ndarray, limit: int):
+        """``(query, eval, distance)`` within ``limit`` found through one chunk for the queries ``q[rows]``
+        (``keys``: every query's key in this chunk)."""
         qb = q[rows]
-        probes = (EvalIndex._keys(qb, table.shift, table.width)[:, None] ^ table.ball[None, :]).ravel()
+        probes = (keys[rows][:, None] ^ table.ball[None, :]).ravel()
         bounds = table.bounds[probes]
         n = (bounds >> 32) - (bounds & 0xFFFFFFFF)
         hit = np.flatnonzero(n)  # the non-empty probed buckets
